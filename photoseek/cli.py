@@ -1,0 +1,157 @@
+"""The `photoseek` command. Each subcommand fills one typed request from the config file and its flags."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from photoseek.config_file import build_request, read_config
+
+
+def _add_synth(sub) -> None:
+    data = sub.add_parser("data", help="make or inspect datasets")
+    dsub = data.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("synth", help="write the deterministic synthetic scene dataset (Karpathy format)")
+    p.add_argument("out", help="folder to write (images/ and dataset_synth.json)")
+    p.add_argument("--images", type=int, default=10000)
+    p.add_argument("--size", type=int, default=128, help="image side in pixels")
+    p.add_argument("--seed", type=int, default=0)
+    p = dsub.add_parser("check", help="detect a dataset's format and say what it holds")
+    p.add_argument("path")
+
+
+def _add_train(sub) -> None:
+    p = sub.add_parser("train", help="train encoders from scratch with Ray Train")
+    p.add_argument("--data", help="dataset folder (Karpathy JSON, Flickr30k token file, COCO, captions.jsonl)")
+    p.add_argument("--preset", help="model preset name or YAML file (default clip-resnet); see `photoseek presets`")
+    p.add_argument("--out", help="model directory; running again with the same --out resumes")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--max-minutes", type=float, help="wall-clock budget; the best model so far is kept")
+    p.add_argument("--workers", type=int, help="Ray Train workers (default 1)")
+    p.add_argument("--gpu", action="store_true", default=None, help="train on GPUs (one per worker), mixed precision")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--ray-address", help="join a running Ray cluster instead of starting a local one")
+    p.add_argument("--fresh", action="store_true", default=None, help="discard an earlier run in --out")
+    p.add_argument("--max-failures", type=int, help="worker failures to recover from (restart at last checkpoint)")
+
+
+def _add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="Recall@K of a model on a dataset split")
+    p.add_argument("--model", help="model directory")
+    p.add_argument("--data", help="dataset folder")
+    p.add_argument("--split", help="default test")
+    p.add_argument("--limit", type=int, help="use at most this many images of the split")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--plot", nargs="?", const="", default=None,
+                   help="draw the embedding-space map (default MODEL/embedding_map_SPLIT.png)")
+
+
+def _add_demo(sub) -> None:
+    p = sub.add_parser("demo", help="make data, train a small model, evaluate it, say where to look")
+    p.add_argument("--out", default="demo", help="folder for everything the demo writes (default ./demo)")
+    p.add_argument("--images", type=int, default=3000)
+    p.add_argument("--max-minutes", type=float, default=3.0)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog="photoseek", description=__doc__)
+    ap.add_argument("--config", help=f"YAML config file (default ./photoseek.yaml when present)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("presets", help="list the model presets")
+    _add_synth(sub)
+    _add_train(sub)
+    _add_eval(sub)
+    _add_demo(sub)
+    return ap
+
+
+def cmd_presets(args, config) -> int:
+    from photoseek.encoders.registry import get_preset, list_presets
+
+    for name in list_presets():
+        print(f"{name:20s} {get_preset(name).description}")
+    return 0
+
+
+def cmd_data(args, config) -> int:
+    if args.data_command == "check":
+        from photoseek.encoders.data.formats import load_captions
+
+        cs = load_captions(args.path)
+        print(cs.summary())
+        for problem in cs.problems[:20]:
+            print(f"  {problem}")
+        for path in cs.missing_images[:5]:
+            print(f"  missing: {path}")
+        return 0
+    from photoseek.encoders.data.synth import SynthConfig, write_synthetic
+    from photoseek.progress import Progress
+
+    progress = Progress("writing synthetic scenes", total=args.images, unit="images")
+    summary = write_synthetic(Path(args.out), SynthConfig(images=args.images, size=args.size, seed=args.seed),
+                              progress=lambda n: progress.update(n - progress.done))
+    progress.close()
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_train(args, config) -> int:
+    from photoseek.encoders.train.trainer import TrainRequest, train
+
+    req = build_request(TrainRequest, config, "train", vars(args))
+    summary = train(req)
+    print(f"model saved in {summary['out']} ({summary.get('model_id', 'no model yet')}); "
+          f"training log train_log.jsonl, curve training_curve.png there")
+    print(json.dumps(summary, default=str))
+    return 0
+
+
+def cmd_eval(args, config) -> int:
+    from photoseek.encoders.eval_run import EvalRequest, evaluate
+    from photoseek.encoders.evaluate import format_metrics
+
+    flags = dict(vars(args))
+    flags["quiet"] = args.json or None
+    if args.plot == "":
+        flags["plot"] = None
+    req = build_request(EvalRequest, config, "eval", flags)
+    if args.plot == "":
+        req.plot = str(Path(req.model) / f"embedding_map_{req.split}.png")
+    result = evaluate(req)
+    if args.json:
+        keys = [k for k in ("i2t", "t2i", "t2t", "rsum") if k in result]
+        print(json.dumps({k: result[k] for k in keys}))
+    else:
+        print(f"{result['model_id']} on {req.split}: {result['images']} images, {result['captions']} captions")
+        print(format_metrics(result))
+        if result.get("plot"):
+            print(f"embedding map: {result['plot']}")
+    return 0
+
+
+def cmd_demo(args, config) -> int:
+    from photoseek.demo import run_demo
+
+    return run_demo(Path(args.out), images=args.images, max_minutes=args.max_minutes)
+
+
+COMMANDS = {"presets": cmd_presets, "data": cmd_data, "train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        config = read_config(args.config)
+        return COMMANDS[args.command](args, config)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"photoseek {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"photoseek {args.command}: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""The one interface the indexer and the search service know: images or texts in, unit vectors out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from photoseek.encoders.checkpoint import load_model_dir
+from photoseek.encoders.model import JointModel
+from photoseek.encoders.preprocess import fit_square, load_square
+from photoseek.encoders.tokenizer import Tokenizer, Vocabulary
+
+
+class Encoder:
+    """A trained model ready for inference. Outputs are float32 numpy arrays (B, dim), L2-normalised."""
+
+    def __init__(self, model: JointModel, vocab: Vocabulary, meta: dict, device: str | torch.device = "cpu",
+                 batch_size: int = 256):
+        self.model = model.to(device).eval()
+        self.tokenizer = Tokenizer(vocab, model.cfg.text.context_length)
+        self.meta = meta
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+
+    @classmethod
+    def load(cls, model_dir: str | Path, device: str | None = None) -> "Encoder":
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        model, vocab, meta = load_model_dir(Path(model_dir), device)
+        return cls(model, vocab, meta, device)
+
+    @property
+    def model_id(self) -> str:
+        return self.meta["model_id"]
+
+    @property
+    def dim(self) -> int:
+        return self.model.cfg.embed_dim
+
+    @property
+    def image_size(self) -> int:
+        return self.model.cfg.vision.image_size
+
+    @property
+    def has_images(self) -> bool:
+        return self.model.cfg.has_images
+
+    def preprocess(self, image: Image.Image | str | Path) -> np.ndarray:
+        """A PIL image or a file -> uint8 (S, S, 3) as encode_images expects."""
+        if isinstance(image, Image.Image):
+            return fit_square(image, self.image_size)
+        return load_square(image, self.image_size)
+
+    @torch.inference_mode()
+    def encode_images(self, images: np.ndarray | torch.Tensor) -> np.ndarray:
+        """uint8 (B, S, S, 3) -> (B, dim)."""
+        batch = torch.as_tensor(images)
+        if batch.dtype != torch.uint8 or batch.ndim != 4 or batch.shape[-1] != 3:
+            raise ValueError(f"encode_images takes uint8 (B, S, S, 3); got {tuple(batch.shape)} {batch.dtype}")
+        if batch.shape[1:3] != (self.image_size, self.image_size):
+            raise ValueError(f"images must be {self.image_size}x{self.image_size} (use Encoder.preprocess); "
+                             f"got {batch.shape[1]}x{batch.shape[2]}")
+        out = []
+        for chunk in batch.split(self.batch_size):
+            x = chunk.permute(0, 3, 1, 2).contiguous().to(self.device)  # (b, 3, S, S)
+            out.append(self.model.encode_image(x).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
+
+    @torch.inference_mode()
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
+        """Captions or queries -> (B, dim)."""
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            ids = self.tokenizer(list(texts[i : i + self.batch_size])).to(self.device)  # (b, T)
+            out.append(self.model.encode_text(ids).float().cpu())
+        return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)

@@ -1,0 +1,136 @@
+"""One training run, epoch by epoch: validate, keep the best model, checkpoint for resume. No Ray in here.
+
+The Ray Train worker and the in-process runner differ only in the `CheckpointIO` and `Dist` they pass.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from photoseek.encoders.checkpoint import save_model_dir
+from photoseek.encoders.config import ModelConfig
+from photoseek.encoders.evaluate import evaluate_split, format_metrics
+from photoseek.encoders.model import JointModel
+from photoseek.encoders.tokenizer import Tokenizer, Vocabulary
+from photoseek.encoders.train.data import PreparedSplit
+from photoseek.encoders.train.loop import Dist, EpochPlan, TrainState, make_optimizer, train_epoch
+
+LOG_FILE = "train_log.jsonl"
+CURVE_FILE = "training_curve.png"
+
+
+@dataclass
+class TrainJob:
+    """What every worker needs; plain data so it crosses to Ray workers as a dict."""
+
+    model: dict  # ModelConfig.to_dict()
+    vocab: list[str]
+    train: tuple[str, str]  # PreparedSplit files (images .npy, meta .json)
+    val: tuple[str, str] | None
+    out: str
+    epochs: int
+    max_seconds: float | None = None
+    seed: int = 0
+    amp: bool = False
+    threads: int | None = None
+    dataset: str = ""
+
+    def split(self, files: tuple[str, str] | None, name: str) -> PreparedSplit | None:
+        return PreparedSplit(name, Path(files[0]), Path(files[1])) if files else None
+
+
+class CheckpointIO(Protocol):
+    def latest(self) -> dict | None: ...
+
+    def save(self, payload: dict | None, metrics: dict) -> None: ...
+
+
+def run_training(job: TrainJob, io: CheckpointIO, dist: Dist = Dist(), device: torch.device | None = None,
+                 wrap=lambda m: m) -> TrainState:
+    """Train until the epochs or the time budget run out; the best model by validation rsum is saved in job.out."""
+    device = device or torch.device("cpu")
+    cfg = ModelConfig.from_dict(job.model)
+    vocab = Vocabulary(job.vocab)
+    tokenizer = Tokenizer(vocab, cfg.text.context_length)
+    torch.manual_seed(job.seed)  # identical initial weights on every rank
+    model = JointModel(cfg, len(vocab)).to(device)
+    optimizer = make_optimizer(model, cfg)
+    state = _restore(io.latest(), model, optimizer)
+    net = wrap(model)
+    images, captions, _ = job.split(job.train, "train").load()
+    val = job.split(job.val, "val").load() if (job.val and dist.is_main) else None
+    plan = EpochPlan(cfg, job.epochs, job.max_seconds, job.seed, device, amp=job.amp)
+    out = Path(job.out)
+    if dist.is_main and state.epoch:
+        print(f"resuming after epoch {state.epoch} ({state.elapsed / 60:.1f} min trained, best rsum "
+              f"{state.best_score:.1f} at epoch {state.best_epoch})", flush=True)
+    while state.epoch < job.epochs:
+        stats = train_epoch(net, optimizer, tokenizer, images, captions, state, plan, dist, log=_log)
+        if stats["steps"] == 0:
+            break  # the budget was already spent when this epoch began
+        state.epoch += 1
+        record = {"epoch": state.epoch, "step": state.step, "minutes": round(state.elapsed / 60, 3),
+                  "loss": stats["loss"], "samples_per_s": round(stats["samples_per_s"], 1),
+                  "temperature": float(1.0 / model.logit_scale.detach().exp()), "partial": stats["stopped"]}
+        if dist.is_main:
+            _validate_and_keep(model, tokenizer, vocab, val, state, record, job, device)
+        payload = _payload(model, optimizer, state, job) if dist.is_main else None
+        io.save(payload, {k: v for k, v in record.items() if isinstance(v, (int, float))})
+        if stats["stopped"]:
+            if dist.is_main:
+                print(f"time budget of {job.max_seconds / 60:.1f} min spent; stopping after epoch {state.epoch}", flush=True)
+            break
+    if dist.is_main and state.best_epoch < 0 and state.epoch > 0:
+        _save_best(model, vocab, state, job, {})  # no validation split: keep the last weights
+    return state
+
+
+def _log(line: str) -> None:
+    print(line, flush=True)
+
+
+def _validate_and_keep(model, tokenizer, vocab, val, state: TrainState, record: dict, job: TrainJob, device) -> None:
+    if val is not None:
+        metrics = evaluate_split(model, tokenizer, val[0], val[1], device=device)
+        record["val"] = metrics
+        record["val_rsum"] = metrics["rsum"]
+        if metrics["rsum"] > state.best_score:
+            state.best_score, state.best_epoch = metrics["rsum"], state.epoch
+            _save_best(model, vocab, state, job, metrics)
+        print(f"epoch {state.epoch}: loss {record['loss']:.4f}, val {format_metrics(metrics)}"
+              f"{' (best so far, saved)' if state.best_epoch == state.epoch else ''}", flush=True)
+    state.history.append(record)
+    out = Path(job.out)
+    with open(out / LOG_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    try:
+        from photoseek.encoders.plots import plot_training_curve
+
+        plot_training_curve(state.history, out / CURVE_FILE)
+    except Exception as exc:  # a plot must never stop training
+        print(f"could not draw the training curve: {exc}", flush=True)
+
+
+def _save_best(model: JointModel, vocab: Vocabulary, state: TrainState, job: TrainJob, metrics: dict) -> None:
+    meta = {"preset": model.cfg.name, "dataset": job.dataset, "epoch": state.epoch, "step": state.step,
+            "train_minutes": round(state.elapsed / 60, 2), "val": metrics, "saved_at": time.strftime("%Y-%m-%dT%H:%M:%S")}
+    save_model_dir(Path(job.out), model, vocab, meta)
+
+
+def _payload(model, optimizer, state: TrainState, job: TrainJob) -> dict[str, Any]:
+    return {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "state": json.dumps(state.to_dict()),
+            "job": json.dumps({"model": job.model, "dataset": job.dataset})}
+
+
+def _restore(payload: dict | None, model, optimizer) -> TrainState:
+    if payload is None:
+        return TrainState()
+    model.load_state_dict(payload["model"])
+    optimizer.load_state_dict(payload["optimizer"])
+    return TrainState(**json.loads(payload["state"]))
