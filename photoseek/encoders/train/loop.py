@@ -42,7 +42,7 @@ class TrainState:
 
     epoch: int = 0  # epochs completed
     step: int = 0
-    elapsed: float = 0.0  # seconds of training over all attempts; the --max-minutes budget counts these
+    elapsed: float = 0.0  # wall-clock seconds of training, validation and checkpoints, all attempts; the budget
     best_score: float = -1.0
     best_epoch: int = -1
     history: list[dict] = field(default_factory=list)

@@ -70,16 +70,27 @@ def run_training(job: TrainJob, io: CheckpointIO, dist: Dist = Dist(), device: t
     if dist.is_main and state.epoch:
         print(f"resuming after epoch {state.epoch} ({state.elapsed / 60:.1f} min trained, best rsum "
               f"{state.best_score:.1f} at epoch {state.best_epoch})", flush=True)
+    val_cost, since_val = 0.0, 0.0  # seconds the last validation took; training seconds since it
     while state.epoch < job.epochs:
         stats = train_epoch(net, optimizer, tokenizer, images, captions, state, plan, dist, log=_log)
         if stats["steps"] == 0:
             break  # the budget was already spent when this epoch began
+        after_steps = time.monotonic()
         state.epoch += 1
+        since_val += stats["seconds"]
         record = {"epoch": state.epoch, "step": state.step, "minutes": round(state.elapsed / 60, 3),
                   "loss": stats["loss"], "samples_per_s": round(stats["samples_per_s"], 1),
                   "temperature": float(1.0 / model.logit_scale.detach().exp()), "partial": stats["stopped"]}
-        if dist.is_main:
+        last = stats["stopped"] or state.epoch == job.epochs or _budget_left(job, state) < since_val
+        # Validate every epoch unless that would cost more than a tenth of the training time; always at the end.
+        if dist.is_main and (last or since_val >= VAL_SHARE * val_cost):
+            t_val = time.monotonic()
             _validate_and_keep(model, tokenizer, vocab, val, state, record, job, device)
+            val_cost, since_val = time.monotonic() - t_val, 0.0
+        elif dist.is_main:
+            _log_epoch(state, record, job)
+        # The budget is wall-clock: validation and checkpointing count too. Every rank must agree on it.
+        state.elapsed = dist.max_all(state.elapsed + time.monotonic() - after_steps)
         payload = _payload(model, optimizer, state, job) if dist.is_main else None
         io.save(payload, {k: v for k, v in record.items() if isinstance(v, (int, float))})
         if stats["stopped"]:
@@ -91,8 +102,29 @@ def run_training(job: TrainJob, io: CheckpointIO, dist: Dist = Dist(), device: t
     return state
 
 
+VAL_SHARE = 10.0  # train at least this many times as long as a validation takes between two validations
+
+
+def _budget_left(job: TrainJob, state: TrainState) -> float:
+    return float("inf") if job.max_seconds is None else job.max_seconds - state.elapsed
+
+
 def _log(line: str) -> None:
     print(line, flush=True)
+
+
+def _log_epoch(state: TrainState, record: dict, job: TrainJob) -> None:
+    """Append the epoch to the history, the log file and the curve."""
+    state.history.append(record)
+    out = Path(job.out)
+    with open(out / LOG_FILE, "a") as f:
+        f.write(json.dumps(record) + "\n")
+    try:
+        from photoseek.encoders.plots import plot_training_curve
+
+        plot_training_curve(state.history, out / CURVE_FILE)
+    except Exception as exc:  # a plot must never stop training
+        print(f"could not draw the training curve: {exc}", flush=True)
 
 
 def _validate_and_keep(model, tokenizer, vocab, val, state: TrainState, record: dict, job: TrainJob, device) -> None:
@@ -105,16 +137,7 @@ def _validate_and_keep(model, tokenizer, vocab, val, state: TrainState, record: 
             _save_best(model, vocab, state, job, metrics)
         print(f"epoch {state.epoch}: loss {record['loss']:.4f}, val {format_metrics(metrics)}"
               f"{' (best so far, saved)' if state.best_epoch == state.epoch else ''}", flush=True)
-    state.history.append(record)
-    out = Path(job.out)
-    with open(out / LOG_FILE, "a") as f:
-        f.write(json.dumps(record) + "\n")
-    try:
-        from photoseek.encoders.plots import plot_training_curve
-
-        plot_training_curve(state.history, out / CURVE_FILE)
-    except Exception as exc:  # a plot must never stop training
-        print(f"could not draw the training curve: {exc}", flush=True)
+    _log_epoch(state, record, job)
 
 
 def _save_best(model: JointModel, vocab: Vocabulary, state: TrainState, job: TrainJob, metrics: dict) -> None:
@@ -134,3 +157,20 @@ def _restore(payload: dict | None, model, optimizer) -> TrainState:
     model.load_state_dict(payload["model"])
     optimizer.load_state_dict(payload["optimizer"])
     return TrainState(**json.loads(payload["state"]))
+
+
+class LocalCheckpointIO:
+    """Checkpoints in a plain folder, for runs in this process (tests, benchmarks, debugging without Ray)."""
+
+    def __init__(self, folder: Path):
+        self.file = Path(folder) / "state.pt"
+
+    def latest(self) -> dict | None:
+        return torch.load(self.file, map_location="cpu", weights_only=True) if self.file.is_file() else None
+
+    def save(self, payload: dict | None, metrics: dict) -> None:
+        if payload is not None:
+            self.file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.file.with_suffix(".tmp")
+            torch.save(payload, tmp)
+            tmp.replace(self.file)

@@ -84,7 +84,11 @@ def build_job(req: TrainRequest) -> tuple[TrainJob, ModelConfig]:
 def _check_same_run(earlier: dict | None, cfg: ModelConfig, root: Path, out: Path) -> None:
     if earlier is None:
         return
-    if earlier["model"] != cfg.to_dict() or earlier["dataset"] != str(root):
+    # The epoch count may grow between attempts (train longer); anything else must match.
+    before, now = dict(earlier["model"]), cfg.to_dict()
+    before["optim"] = {**before["optim"], "epochs": None}
+    now["optim"] = {**now["optim"], "epochs": None}
+    if before != now or earlier["dataset"] != str(root):
         raise RunMismatch(f"{out} holds a run of preset {earlier['preset']!r} on {earlier['dataset']}; to resume it ask "
                           f"for the same preset and data, or pass --fresh to discard it, or choose another --out")
 
@@ -102,9 +106,14 @@ def train(req: TrainRequest) -> dict:
     return summary
 
 
+# Faster failure detection on small runs; one copy of each worker line (Ray's print patch tees it twice).
+RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
+           "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
+
+
 def _fit(job: TrainJob, req: TrainRequest) -> dict:
-    os.environ.setdefault("RAY_TRAIN_HEALTH_CHECK_INTERVAL_S", "0.5")
-    os.environ.setdefault("RAY_TRAIN_ENABLE_PREEMPTION_WATCHER", "0")
+    for key, value in RAY_ENV.items():
+        os.environ.setdefault(key, value)
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
@@ -113,7 +122,8 @@ def _fit(job: TrainJob, req: TrainRequest) -> dict:
 
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(address=req.ray_address, include_dashboard=False, log_to_driver=True)
+        # The dashboard process is kept: Ray Train's clean-up monitor asks the state API, which needs it.
+        ray.init(address=req.ray_address, runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}})
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
         per_worker = max(1, cpus // max(1, req.workers)) if not req.gpu else 1
