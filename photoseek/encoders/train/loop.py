@@ -110,13 +110,23 @@ def train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, tokeni
         state.step += 1
         if dist.is_main and time.monotonic() - last_log >= plan.log_every_s:
             last_log = time.monotonic()
-            rate = samples / (last_log - start)
-            log(f"epoch {state.epoch + 1}/{plan.epochs} step {i + 1}/{n_steps} loss {np.mean(losses[-20:]):.4f} "
-                f"{rate:.0f} samples/s, epoch ETA {format_seconds((n_steps - i - 1) * len(idx) * dist.world / rate)}")
+            log(_progress_line(state, plan, i + 1, n_steps, losses, (last_log - start) / (i + 1),
+                               samples / (last_log - start), elapsed))
     seconds = time.monotonic() - start
     state.elapsed += seconds
     return {"loss": float(np.mean(losses)) if losses else float("nan"), "samples": samples, "seconds": seconds,
             "samples_per_s": samples / seconds if seconds > 0 else 0.0, "stopped": stopped, "steps": len(losses)}
+
+
+def _progress_line(state: TrainState, plan: EpochPlan, done: int, n_steps: int, losses: list[float],
+                   step_s: float, rate: float, elapsed: float) -> str:
+    """'epoch 3/40 step 20/62 loss 1.2345 410 samples/s, epoch ETA 0:10, run ETA 9:30'."""
+    epoch_left = (n_steps - done) * step_s
+    run_left = epoch_left + (plan.epochs - state.epoch - 1) * n_steps * step_s
+    if plan.max_seconds is not None:
+        run_left = min(run_left, max(0.0, plan.max_seconds - elapsed))
+    return (f"epoch {state.epoch + 1}/{plan.epochs} step {done}/{n_steps} loss {np.mean(losses[-20:]):.4f} "
+            f"{rate:.0f} samples/s, epoch ETA {format_seconds(epoch_left)}, run ETA {format_seconds(run_left)}")
 
 
 def _step(model, optimizer, tokenizer, images, captions, idx, rng, gen, unk, plan: EpochPlan, dist: Dist) -> float:

@@ -125,7 +125,11 @@ def _fit(job: TrainJob, req: TrainRequest) -> dict:
         # The dashboard process is kept: Ray Train's clean-up monitor asks the state API, which needs it.
         ray.init(address=req.ray_address, runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}})
     try:
-        cpus = int(ray.cluster_resources().get("CPU", 1))
+        resources = ray.cluster_resources()
+        if req.gpu and resources.get("GPU", 0) < req.workers:
+            raise ValueError(f"--gpu asks for {req.workers} GPU worker(s) but the Ray cluster has "
+                             f"{int(resources.get('GPU', 0))} GPU(s); drop --gpu to train on CPUs")
+        cpus = int(resources.get("CPU", 1))
         per_worker = max(1, cpus // max(1, req.workers)) if not req.gpu else 1
         config = asdict(job)
         config["threads"] = per_worker
