@@ -31,6 +31,8 @@ def _add_train(sub) -> None:
     p.add_argument("--max-minutes", type=float, help="wall-clock budget; the best model so far is kept")
     p.add_argument("--workers", type=int, help="Ray Train workers (default 1)")
     p.add_argument("--gpu", action="store_true", default=None, help="train on GPUs (one per worker), mixed precision")
+    p.add_argument("--amp", action=argparse.BooleanOptionalAction, default=None,
+                   help="bf16 autocast (default: on for GPUs and for CPUs with native bf16)")
     p.add_argument("--seed", type=int)
     p.add_argument("--ray-address", help="join a running Ray cluster instead of starting a local one")
     p.add_argument("--fresh", action="store_true", default=None, help="discard an earlier run in --out")
@@ -48,6 +50,33 @@ def _add_eval(sub) -> None:
                    help="draw the embedding-space map (default MODEL/embedding_map_SPLIT.png)")
 
 
+def _add_index(sub) -> None:
+    p = sub.add_parser("index", help="embed a folder or manifest of photos into Qdrant (resumable)")
+    p.add_argument("path", nargs="?", help="a folder (walked recursively) or a .csv/.jsonl manifest")
+    p.add_argument("--model", help="model directory")
+    _add_store_flags(p)
+    p.add_argument("--collection", help="alias to index under (default photos); the collection is per model")
+    p.add_argument("--runner", choices=["local", "ray"], help="local (threads, default) or ray (Ray Data actors)")
+    p.add_argument("--json-report", help="write the run's report as JSON to this file")
+    p.add_argument("--prune", action="store_true", default=None, help="remove points whose files are gone")
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--decode-threads", type=int)
+    p.add_argument("--actors", type=int, help="ray runner: embed actors")
+    p.add_argument("--gpu", action="store_true", default=None, help="ray runner: one GPU per embed actor")
+    p.add_argument("--ray-address")
+    p.add_argument("--max-pixels", type=int, help="refuse images with more pixels (decompression bombs)")
+    p.add_argument("--max-bytes", type=int, help="refuse files larger than this")
+    p.add_argument("--max-decode-seconds", type=float)
+    p = sub.add_parser("info", help="list the store's collections with their model and point counts")
+    _add_store_flags(p)
+    p.add_argument("--json", action="store_true")
+
+
+def _add_store_flags(p) -> None:
+    p.add_argument("--store", help="embedded store folder (default ./photoseek-data)")
+    p.add_argument("--qdrant-url", help="use a Qdrant server instead (API key from $QDRANT_API_KEY)")
+
+
 def _add_demo(sub) -> None:
     p = sub.add_parser("demo", help="make data, train a small model, evaluate it, say where to look")
     p.add_argument("--out", default="demo", help="folder for everything the demo writes (default ./demo)")
@@ -63,6 +92,7 @@ def parser() -> argparse.ArgumentParser:
     _add_synth(sub)
     _add_train(sub)
     _add_eval(sub)
+    _add_index(sub)
     _add_demo(sub)
     return ap
 
@@ -131,21 +161,54 @@ def cmd_eval(args, config) -> int:
     return 0
 
 
+def cmd_index(args, config) -> int:
+    from photoseek.indexer.pipeline import IndexRequest, index
+
+    req = build_request(IndexRequest, config, "index", vars(args))
+    report = index(req)
+    print(report.summary())
+    if req.json_report:
+        print(f"report written to {req.json_report}")
+    return 0
+
+
+def cmd_info(args, config) -> int:
+    from photoseek.config_file import section_value
+    from photoseek.indexer.store import open_store
+
+    store_dir = args.store or section_value(config, "index", "store")
+    url = args.qdrant_url or section_value(config, "index", "qdrant_url")
+    with open_store(store_dir, url) as store:
+        infos = store.collections()
+    if args.json:
+        print(json.dumps([vars(i) for i in infos]))
+        return 0
+    if not infos:
+        print("no collections yet; index photos with `photoseek index PATH --model MODEL_DIR`")
+    for i in infos:
+        aliases = f" (alias {', '.join(i.aliases)})" if i.aliases else ""
+        print(f"{i.name}{aliases}: {i.points} photos, {i.dim}-d, model {i.model_id}")
+    return 0
+
+
 def cmd_demo(args, config) -> int:
     from photoseek.demo import run_demo
 
     return run_demo(Path(args.out), images=args.images, max_minutes=args.max_minutes)
 
 
-COMMANDS = {"presets": cmd_presets, "data": cmd_data, "train": cmd_train, "eval": cmd_eval, "demo": cmd_demo}
+COMMANDS = {"presets": cmd_presets, "data": cmd_data, "train": cmd_train, "eval": cmd_eval, "index": cmd_index,
+            "info": cmd_info, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:
+    from photoseek.indexer.store.base import StoreError
+
     args = parser().parse_args(argv)
     try:
         config = read_config(args.config)
         return COMMANDS[args.command](args, config)
-    except (ValueError, FileNotFoundError) as exc:
+    except (ValueError, FileNotFoundError, StoreError) as exc:
         print(f"photoseek {args.command}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

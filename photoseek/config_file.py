@@ -41,3 +41,9 @@ def build_request(cls: type[T], config: dict[str, Any], section: str, flags: dic
     if missing:
         raise ValueError(f"{section}: missing required setting(s): {', '.join('--' + m.replace('_', '-') for m in missing)}")
     return cls(**values)
+
+
+def section_value(config: dict[str, Any], section: str, key: str) -> Any:
+    """One setting as a command would see it: the section's value, else the top level's."""
+    part = config.get(section) or {}
+    return part.get(key, config.get(key))

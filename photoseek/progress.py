@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from typing import TextIO
@@ -17,8 +18,10 @@ def format_seconds(seconds: float) -> str:
 class Progress:
     """`update(n)` as work gets done; prints at most every `every` seconds; `close()` prints the summary."""
 
-    def __init__(self, label: str, total: int | None = None, unit: str = "items", every: float = 2.0,
+    def __init__(self, label: str, total: int | None = None, unit: str = "items", every: float | None = None,
                  stream: TextIO | None = None, enabled: bool = True):
+        if every is None:  # PHOTOSEEK_PROGRESS_EVERY: seconds between lines, for logs that want more or fewer
+            every = float(os.environ.get("PHOTOSEEK_PROGRESS_EVERY", "2"))
         self.label, self.total, self.unit, self.every = label, total, unit, every
         self.stream = stream or sys.stderr
         self.enabled = enabled

@@ -45,12 +45,14 @@ def color_jitter(images: torch.Tensor, cfg: AugmentConfig, gen: torch.Generator)
 
 def augment_batch(images: torch.Tensor, captions: list[str], cfg: AugmentConfig, gen: torch.Generator
                   ) -> tuple[torch.Tensor, list[str]]:
-    """uint8 (B, 3, S, S) + captions -> float [0, 1] images and captions, flipped together."""
+    """uint8 (B, 3, S, S) + k captions per image (grouped) -> float [0, 1] images and captions, flipped together."""
     x = images.float() / 255.0
     x = random_resized_crop(x, cfg.crop_scale, gen)
     flip = torch.rand(x.shape[0], generator=gen) < cfg.flip
     x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
-    captions = [swap_left_right(c) if f else c for c, f in zip(captions, flip.tolist())]
+    per_image = len(captions) // x.shape[0]  # captions come grouped by image
+    flipped = flip.repeat_interleave(per_image).tolist()
+    captions = [swap_left_right(c) if f else c for c, f in zip(captions, flipped)]
     return color_jitter(x, cfg, gen), captions
 
 

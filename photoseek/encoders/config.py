@@ -26,7 +26,7 @@ class VisionConfig:
     image_size: int = 64  # square side, after resize-and-pad
     width: int = 64  # channels of the first stage
     layers: list[int] = field(default_factory=lambda: [2, 2, 2, 2])  # blocks per stage
-    stem: str = "imagenet"  # "imagenet" (7x7/2 + maxpool) or "small" (3x3/1, for tiny images)
+    stem: str = "imagenet"  # "imagenet" (7x7/2 + maxpool: /4), "half" (3x3/2: /2) or "small" (3x3/1: /1)
     pool: str = "avg"  # "avg" (global average) or "flatten" (keeps the coarse layout of the last map)
 
 
@@ -54,7 +54,8 @@ class AugmentConfig:
 
 @dataclass
 class OptimConfig:
-    batch_size: int = 128
+    batch_size: int = 128  # images per step (over all workers)
+    captions_per_image: int = 1  # captions drawn per image each step (InfoNCE only); more text signal per image
     lr: float = 1e-3
     weight_decay: float = 0.05
     warmup_steps: int = 100

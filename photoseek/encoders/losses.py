@@ -9,10 +9,20 @@ from photoseek.encoders.config import LossConfig
 
 
 def infonce(a: torch.Tensor, b: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """Symmetric InfoNCE (CLIP): cross-entropy over scaled similarities, both directions."""
-    logits = scale * a @ b.t()  # (B, B)
-    target = torch.arange(a.shape[0], device=a.device)
-    return 0.5 * (F.cross_entropy(logits, target) + F.cross_entropy(logits.t(), target))
+    """Symmetric InfoNCE (CLIP): cross-entropy over scaled similarities, both directions.
+
+    b may hold k rows per row of a, grouped (b[i*k : (i+1)*k] belong to a[i]): several captions per image.
+    Each caption is classified among the images; each image scores all its captions as positives.
+    """
+    n, k = a.shape[0], b.shape[0] // a.shape[0]
+    if b.shape[0] != n * k:
+        raise ValueError(f"infonce needs k rows of b per row of a; got {a.shape[0]} and {b.shape[0]}")
+    logits = scale * a @ b.t()  # (n, n*k)
+    owner = torch.arange(n, device=a.device).repeat_interleave(k)  # (n*k,) the image of each caption
+    t2i = F.cross_entropy(logits.t(), owner)
+    positive = owner[None, :] == torch.arange(n, device=a.device)[:, None]  # (n, n*k)
+    i2t = (torch.logsumexp(logits, 1) - torch.logsumexp(logits.masked_fill(~positive, float("-inf")), 1)).mean()
+    return 0.5 * (t2i + i2t)
 
 
 def cosine(a: torch.Tensor, b: torch.Tensor, margin: float = 0.2, negative_weight: float = 1.0) -> torch.Tensor:
@@ -43,6 +53,8 @@ def contrastive_loss(cfg: LossConfig, a: torch.Tensor, b: torch.Tensor, scale: t
     """The configured loss for matched rows of a and b."""
     if cfg.kind == "infonce":
         return infonce(a, b, scale)
+    if a.shape[0] != b.shape[0]:
+        raise ValueError(f"the {cfg.kind} loss takes one caption per image (set optim.captions_per_image: 1)")
     if cfg.kind == "cosine":
         return cosine(a, b, cfg.margin, cfg.negative_weight)
     if cfg.kind == "triplet":

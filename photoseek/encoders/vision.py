@@ -53,6 +53,11 @@ class SmallCNN(nn.Module):
         return self.pool(self.features(x))  # (B, C)
 
 
+# Halvings of the image side in the stem. Small objects need the milder stems: the ImageNet stem turns a
+# 12-pixel shape at 64 px into 3 pixels before the first residual block.
+STEM_DOWNSAMPLING = {"imagenet": 2, "half": 1, "small": 0}
+
+
 class ResNetTower(nn.Module):
     """torchvision's ResNet (BasicBlock), built with no weights, width and depth from the config."""
 
@@ -62,8 +67,13 @@ class ResNetTower(nn.Module):
         w = cfg.width
         # torchvision fixes widths at 64..512; rebuild its stages at the configured width.
         net.inplanes = w
+        if cfg.stem not in STEM_DOWNSAMPLING:
+            raise ValueError(f"unknown stem {cfg.stem!r}; choose from {', '.join(STEM_DOWNSAMPLING)}")
         if cfg.stem == "small":
             net.conv1 = nn.Conv2d(3, w, 3, 1, 1, bias=False)
+            net.maxpool = nn.Identity()
+        elif cfg.stem == "half":
+            net.conv1 = nn.Conv2d(3, w, 3, 2, 1, bias=False)
             net.maxpool = nn.Identity()
         else:
             net.conv1 = nn.Conv2d(3, w, 7, 2, 3, bias=False)
@@ -72,7 +82,7 @@ class ResNetTower(nn.Module):
         self.stem = nn.Sequential(net.conv1, net.bn1, net.relu, net.maxpool)
         self.stages = nn.Sequential(*stages)
         self.pool = Pool(cfg.pool)
-        downs = (0 if cfg.stem == "small" else 2) + len(cfg.layers) - 1
+        downs = STEM_DOWNSAMPLING[cfg.stem] + len(cfg.layers) - 1
         side = _final_side(cfg.image_size, downs)
         channels = w * 2 ** (len(cfg.layers) - 1)
         self.out_dim = channels * (side * side if cfg.pool == "flatten" else 1)

@@ -76,8 +76,8 @@ def test_time_budget_stops_cleanly_and_keeps_the_best(synth_dir: Path, tmp_path:
     job, _ = build_job(TrainRequest(data=str(synth_dir), out=str(tmp_path / "m"), preset="tiny", epochs=500,
                                     max_minutes=0.02))
     state = run_training(job, LocalCheckpointIO(tmp_path / "state"))
-    assert 1 <= state.epoch < 500 and state.history[-1]["partial"] is True
-    assert state.elapsed < 10
+    assert 1 <= state.epoch < 500  # stopped by the budget (mid-epoch or at an epoch's end), not by the epochs
+    assert 1.2 <= state.elapsed < 10
     _, _, meta = load_model_dir(tmp_path / "m")
     assert meta["epoch"] == state.best_epoch
     # A second attempt finds the budget spent and trains no further.

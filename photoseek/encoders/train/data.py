@@ -87,15 +87,18 @@ def steps_per_epoch(n_items: int, global_batch: int) -> int:
 
 
 def load_batch(images: np.ndarray, captions: list[tuple[str, ...]], idx: np.ndarray, rng: random.Random,
-               pair: bool = False) -> tuple[torch.Tensor, list[str], list[str] | None]:
-    """-> uint8 (b, 3, S, S), one caption per image, and for caption-only models a second distinct caption."""
+               per_image: int = 1, pair: bool = False) -> tuple[torch.Tensor, list[str], list[str] | None]:
+    """-> uint8 (b, 3, S, S) and per_image captions per image (grouped by image, distinct where there are
+    enough); for caption-only models also a second caption of each image, distinct from the first."""
     batch = torch.from_numpy(np.ascontiguousarray(images[idx])).permute(0, 3, 1, 2)  # (b, S, S, 3) -> (b, 3, S, S)
     first, second = [], []
     for i in idx:
         caps = captions[i]
-        a = rng.randrange(len(caps))
-        first.append(caps[a])
+        picks = rng.sample(range(len(caps)), per_image) if len(caps) >= per_image else \
+            [rng.randrange(len(caps)) for _ in range(per_image)]
+        first.extend(caps[p] for p in picks)
         if pair:
+            a = picks[0]
             b = rng.randrange(len(caps) - 1) if len(caps) > 1 else 0
             second.append(caps[b + (b >= a)] if len(caps) > 1 else caps[a])
     return batch, first, second if pair else None

@@ -132,7 +132,7 @@ def _progress_line(state: TrainState, plan: EpochPlan, done: int, n_steps: int, 
 def _step(model, optimizer, tokenizer, images, captions, idx, rng, gen, unk, plan: EpochPlan, dist: Dist) -> float:
     cfg = plan.cfg
     pair = not cfg.has_images
-    batch, texts, texts_b = load_batch(images, captions, idx, rng, pair=pair)
+    batch, texts, texts_b = load_batch(images, captions, idx, rng, per_image=cfg.optim.captions_per_image, pair=pair)
     if cfg.has_images:
         pixels, texts = augment_batch(batch, texts, cfg.augment, gen)
         pixels = pixels.to(plan.device, non_blocking=True)

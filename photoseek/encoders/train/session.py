@@ -37,7 +37,7 @@ class TrainJob:
     epochs: int
     max_seconds: float | None = None
     seed: int = 0
-    amp: bool = False
+    amp: bool | None = None  # None: decided on the worker (its device, its CPU)
     threads: int | None = None
     dataset: str = ""
 
@@ -65,8 +65,11 @@ def run_training(job: TrainJob, io: CheckpointIO, dist: Dist = Dist(), device: t
     net = wrap(model)
     images, captions, _ = job.split(job.train, "train").load()
     val = job.split(job.val, "val").load() if (job.val and dist.is_main) else None
-    plan = EpochPlan(cfg, job.epochs, job.max_seconds, job.seed, device, amp=job.amp)
+    amp = native_bf16(device) if job.amp is None else job.amp
+    plan = EpochPlan(cfg, job.epochs, job.max_seconds, job.seed, device, amp=amp)
     out = Path(job.out)
+    if dist.is_main:
+        print(f"training {cfg.name} on {device} ({'bf16 autocast' if amp else 'fp32'}), {len(images)} images", flush=True)
     if dist.is_main and state.epoch:
         print(f"resuming after epoch {state.epoch} ({state.elapsed / 60:.1f} min trained, best rsum "
               f"{state.best_score:.1f} at epoch {state.best_epoch})", flush=True)
@@ -103,6 +106,14 @@ def run_training(job: TrainJob, io: CheckpointIO, dist: Dist = Dist(), device: t
 
 
 VAL_SHARE = 10.0  # train at least this many times as long as a validation takes between two validations
+
+
+def native_bf16(device: torch.device) -> bool:
+    """Whether bf16 autocast pays off here: CUDA, or a CPU whose oneDNN has native bf16 kernels."""
+    if device.type == "cuda":
+        return True
+    probe = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+    return bool(probe and probe())
 
 
 def _budget_left(job: TrainJob, state: TrainState) -> float:

@@ -15,6 +15,7 @@ from photoseek.encoders.registry import get_preset
 from photoseek.encoders.tokenizer import Vocabulary
 from photoseek.encoders.train.data import prepare_split
 from photoseek.encoders.train.session import TrainJob
+from photoseek.ray_setup import init_ray
 
 RUN_DIR = ".run"  # under the model directory: Ray Train's storage, the decoded-image cache and the job file
 
@@ -30,7 +31,7 @@ class TrainRequest:
     max_minutes: float | None = None
     workers: int = 1
     gpu: bool = False
-    amp: bool | None = None  # None: on when training on GPU
+    amp: bool | None = None  # bf16 autocast; None: on for GPUs and for CPUs with native bf16 (AVX512-BF16, AMX)
     seed: int = 0
     val_images: int = 1000  # validation uses at most this many val images, to keep epochs cheap
     ray_address: str | None = None
@@ -74,7 +75,7 @@ def build_job(req: TrainRequest) -> tuple[TrainJob, ModelConfig]:
     job = TrainJob(model=cfg.to_dict(), vocab=vocab.words, train=(str(train.images_file), str(train.meta_file)),
                    val=(str(val.images_file), str(val.meta_file)) if val else None, out=str(out),
                    epochs=cfg.optim.epochs, max_seconds=req.max_minutes * 60 if req.max_minutes else None,
-                   seed=req.seed, amp=bool(req.gpu if req.amp is None else req.amp), dataset=str(captions.root))
+                   seed=req.seed, amp=req.amp, dataset=str(captions.root))
     run.mkdir(parents=True, exist_ok=True)
     job_file.write_text(json.dumps({"preset": cfg.name, "model": cfg.to_dict(), "dataset": str(captions.root),
                                     "vocab": vocab.words, "request": asdict(req)}))
@@ -106,24 +107,14 @@ def train(req: TrainRequest) -> dict:
     return summary
 
 
-# Faster failure detection on small runs; one copy of each worker line (Ray's print patch tees it twice).
-RAY_ENV = {"RAY_TRAIN_HEALTH_CHECK_INTERVAL_S": "0.5", "RAY_TRAIN_ENABLE_PREEMPTION_WATCHER": "0",
-           "RAY_TRAIN_ENABLE_PRINT_PATCH": "0"}
-
-
 def _fit(job: TrainJob, req: TrainRequest) -> dict:
-    for key, value in RAY_ENV.items():
-        os.environ.setdefault(key, value)
     import ray
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from photoseek.encoders.train.worker import train_loop_per_worker
 
-    started_here = not ray.is_initialized()
-    if started_here:
-        # The dashboard process is kept: Ray Train's clean-up monitor asks the state API, which needs it.
-        ray.init(address=req.ray_address, runtime_env={"env_vars": {k: os.environ[k] for k in RAY_ENV}})
+    started_here = init_ray(req.ray_address)
     try:
         resources = ray.cluster_resources()
         if req.gpu and resources.get("GPU", 0) < req.workers:
