@@ -19,7 +19,7 @@ def fit_square(image: Image.Image, size: int) -> np.ndarray:
     resized = image.resize((nw, nh), Image.Resampling.BILINEAR, reducing_gap=2.0)
     canvas = Image.new("RGB", (size, size), PAD_COLOR)
     canvas.paste(resized, ((size - nw) // 2, (size - nh) // 2))
-    return np.asarray(canvas, dtype=np.uint8)
+    return np.array(canvas, dtype=np.uint8)  # a writable copy: torch warns on read-only arrays
 
 
 def load_square(path: str | Path, size: int) -> np.ndarray:

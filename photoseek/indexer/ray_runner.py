@@ -6,6 +6,7 @@ has exactly one owner.
 from __future__ import annotations
 
 import json
+import os
 from typing import Any
 
 from photoseek.indexer.decode import DecodeLimits, Decoder
@@ -52,12 +53,12 @@ def _dataset(req, todo: list[FoundFile], image_size: int, embedder_cls: type):
 
     rows = [{"path": f.path, "rel": f.rel, "size": f.size, "mtime_ns": f.mtime_ns, "meta": json.dumps(f.meta)}
             for f in todo]
+    # Ray pins OMP threads to the actor's (fractional) CPU share; the model wants the cores it shares with decoding.
+    threads = None if req.gpu else max(1, (os.cpu_count() or 2) // max(1, req.actors))
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // req.batch_size, 1000)))
     ds = ds.map_batches(decode_batch, fn_kwargs={"size": image_size, "limits": req.limits},
                         batch_size=req.batch_size, batch_format="numpy")
     return ds.map_batches(
-        embedder_cls, fn_constructor_kwargs={"model_dir": req.model, "threads": 1 if not req.gpu else None},
+        embedder_cls, fn_constructor_kwargs={"model_dir": req.model, "threads": threads},
         compute=ray.data.ActorPoolStrategy(size=req.actors), batch_size=req.batch_size, batch_format="numpy",
-        num_cpus=ACTOR_CPUS, num_gpus=1 if req.gpu else 0,
-        # A killed embed actor is restarted and its batch retried, instead of failing the run.
-        max_restarts=-1, max_task_retries=-1)
+        num_cpus=ACTOR_CPUS, num_gpus=1 if req.gpu else 0)  # Ray Data restarts a killed actor and retries its batch

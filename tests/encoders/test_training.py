@@ -112,3 +112,10 @@ def test_torch_trainer_two_workers_trains_and_resumes(ray_local, synth_dir: Path
     assert [r["epoch"] for r in log] == [1, 2]
     assert log[1]["step"] == 2 * log[0]["step"]
     assert ray_local.is_initialized()  # a Ray that the caller started is left running
+
+
+def test_a_small_dataset_gets_a_smaller_batch(synth_dir: Path, tmp_path: Path) -> None:
+    job, cfg = build_job(TrainRequest(data=str(synth_dir), out=str(tmp_path / "m"), preset="clip-resnet"))
+    assert cfg.optim.batch_size == 32 and job.model["optim"]["batch_size"] == 32  # 128 training images
+    # Resuming the same run must not see the lowered batch as a different configuration.
+    build_job(TrainRequest(data=str(synth_dir), out=str(tmp_path / "m"), preset="clip-resnet"))

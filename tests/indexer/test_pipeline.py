@@ -122,6 +122,8 @@ class DiesOnce(Embedder):
 def test_ray_runner_survives_a_killed_embed_actor(ray_local, photo_folder, tiny_model_dir, tmp_path) -> None:
     marker = tiny_model_dir / "died-once.marker"
     marker.unlink(missing_ok=True)
+    # Ray's workers cannot import this test module: ship DiesOnce by value.
+    ray_local.cloudpickle.register_pickle_by_value(sys.modules[__name__])
     try:
         report = index(_req(photo_folder, tiny_model_dir, tmp_path / "store", runner="ray", batch_size=16),
                        embedder_cls=DiesOnce)

@@ -58,12 +58,15 @@ def build_job(req: TrainRequest) -> tuple[TrainJob, ModelConfig]:
     print(captions.summary(), flush=True)
     for problem in captions.problems[:5]:
         print(f"  skipped: {problem}", flush=True)
-    job_file = run / "job.json"
-    earlier = json.loads(job_file.read_text()) if job_file.is_file() else None
-    _check_same_run(earlier, cfg, captions.root, out)
     train_items = captions.split("train")
     if not train_items:
         raise ValueError(f"{req.data} has no training images (splits found: {captions.summary()})")
+    if len(train_items) < cfg.optim.batch_size * 2:  # a small dataset still gets several steps per epoch
+        cfg.optim.batch_size = max(2 * req.workers, len(train_items) // 4 // req.workers * req.workers)
+        print(f"note: {len(train_items)} training images; batch size lowered to {cfg.optim.batch_size}", flush=True)
+    job_file = run / "job.json"
+    earlier = json.loads(job_file.read_text()) if job_file.is_file() else None
+    _check_same_run(earlier, cfg, captions.root, out)
     vocab = Vocabulary(earlier["vocab"]) if earlier else Vocabulary.build(
         (c for it in train_items for c in it.captions), min_freq=cfg.optim.min_vocab_freq)
     size, decode = cfg.vision.image_size, cfg.has_images
