@@ -19,6 +19,7 @@ from photoseek.encoders.model import JointModel
 from photoseek.encoders.registry import get_preset, list_presets
 from photoseek.encoders.tokenizer import Tokenizer, Vocabulary
 from photoseek.encoders.train.loop import EpochPlan, TrainState, make_optimizer, train_epoch
+from photoseek.encoders.train.session import native_bf16
 
 WORDS = ("a red blue green large small circle square star left right of the on and two three top bottom".split())
 
@@ -62,10 +63,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
           f"{args.threads} threads, CPU")
-    print(f"{'preset':20s} {'px':>4s} {'batch':>5s} {'params(M)':>9s} {'samples/s':>10s}")
+    cpu = torch.device("cpu")
+    bf16 = native_bf16(cpu)
+    print(f"{'preset':20s} {'px':>4s} {'batch':>5s} {'params(M)':>9s} {'fp32 samples/s':>15s} "
+          f"{'bf16 samples/s':>15s}")
     for name in args.presets.split(","):
-        r = measure(name, args.steps, torch.device("cpu"))
-        print(f"{r['preset']:20s} {r['image_size']:4d} {r['batch']:5d} {r['params_m']:9.2f} {r['samples_per_s']:10.1f}")
+        r = measure(name, args.steps, cpu)
+        b = f"{measure(name, args.steps, cpu, amp=True)['samples_per_s']:15.1f}" if bf16 else f"{'(no native bf16)':>15s}"
+        print(f"{r['preset']:20s} {r['image_size']:4d} {r['batch']:5d} {r['params_m']:9.2f} {r['samples_per_s']:15.1f} {b}")
     if torch.cuda.is_available():
         name = torch.cuda.get_device_name(0)
         r = measure("clip-resnet", max(args.steps, 30), torch.device("cuda"), image_size=224, amp=True)
