@@ -70,10 +70,13 @@ class WriteCounts:
 class QdrantWriter:
     """Upserts a batch's good rows, merging the file lists of photos already stored under the same content."""
 
-    def __init__(self, store: VectorStore, collection: str, model_id: str, catalog: Catalog | None = None):
+    def __init__(self, store: VectorStore, collection: str, model_id: str, catalog: Catalog | None = None,
+                 flush_every: int = 20_000):
         self.store, self.collection, self.model_id = store, collection, model_id
         self.catalog = catalog or Catalog()
         self.counts = WriteCounts()
+        # An embedded store's write-ahead log grows to the data's size until flushed; keep it short on long runs.
+        self.flush_every, self._unflushed = flush_every, 0
 
     def __call__(self, batch: dict[str, Any]) -> WriteCounts:
         ok = np.flatnonzero(np.asarray(batch[OK], dtype=bool))
@@ -101,6 +104,10 @@ class QdrantWriter:
         counts.indexed = len(ok) - counts.duplicates
         self.counts.indexed += counts.indexed
         self.counts.duplicates += counts.duplicates
+        self._unflushed += len(ids)
+        if self._unflushed >= self.flush_every:
+            self.store.flush(index=False)  # durable now; the index is built once, at the end of the run
+            self._unflushed = 0
         return counts
 
     def _payload(self, batch: dict[str, Any], i: int, file: dict[str, Any]) -> dict[str, Any]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from photoseek.indexer.embed import Embedder
@@ -132,3 +133,25 @@ def test_ray_runner_survives_a_killed_embed_actor(ray_local, photo_folder, tiny_
         marker.unlink(missing_ok=True)
     assert report.failed == [] and report.indexed == 160
     assert len(_points(tmp_path / "store")) == 160
+
+
+def test_long_runs_flush_as_they_go_without_rebuilding_the_index(photo_folder, tiny_model_dir, tmp_path) -> None:
+    from photoseek.indexer.records import OK, PATH, REL, SHA256, VECTOR
+    from photoseek.indexer.sink import QdrantWriter
+
+    calls = []
+    with open_store(str(tmp_path / "store")) as store:
+        store.ensure_collection("c", 4, "m", {})
+        real_flush = store.flush
+        store.flush = lambda index=True: (calls.append(index), real_flush(index=index))[1]
+        writer = QdrantWriter(store, "c", "m", flush_every=10)
+        for start in range(0, 30, 6):
+            n = 6
+            writer({OK: np.ones(n, bool), PATH: [f"/p/{start + i}.jpg" for i in range(n)],
+                    REL: [f"{start + i}.jpg" for i in range(n)], SHA256: [f"{start + i:064x}" for i in range(n)],
+                    VECTOR: np.eye(n, 4, dtype=np.float32) + 0.1, "size": np.ones(n, np.int64),
+                    "mtime_ns": np.ones(n, np.int64), "width": np.ones(n, np.int64), "height": np.ones(n, np.int64),
+                    "format": ["JPEG"] * n, "bytes": np.ones(n, np.int64), "taken_at": [""] * n,
+                    "taken_ts": np.full(n, -1), "camera": [""] * n, "meta": [{}] * n})
+        assert calls == [False, False]  # after 12 and 24 points; never an index build mid-run
+        assert store.count("c") == 30

@@ -227,8 +227,9 @@ class VectorStore(ABC):
 
     # --- lifecycle ---------------------------------------------------------------------------------
     @abstractmethod
-    def flush(self) -> None:
-        """Make every write durable (and, where the backend needs it, indexed)."""
+    def flush(self, index: bool = True) -> None:
+        """Make every write durable; with index=True also build the vector index where the backend needs it
+        (slow: long writers flush with index=False as they go and index once at the end)."""
 
     @abstractmethod
     def close(self) -> None:

@@ -338,13 +338,13 @@ class EdgeStore(VectorStore):
         self._optimized.add(name)
         return changed
 
-    def flush(self) -> None:
-        """Flush every open shard, optimizing first where enough points arrived (or after a fresh open)."""
+    def flush(self, index: bool = True) -> None:
+        """Flush every open shard; with index, optimize first where enough points arrived (or after a fresh open)."""
         self._check_open()
         with self._mutex:
             for name, shard in self._shards.items():
                 # A shard reopened after a crash has its points back but its index to rebuild.
-                if self._pending[name] >= self.optimize_every or name not in self._optimized:
+                if index and (self._pending[name] >= self.optimize_every or name not in self._optimized):
                     self.optimize(name)
                 shard.flush()
 

@@ -288,7 +288,7 @@ class ServerStore(VectorStore):
         return [Hit(str(p.id), float(p.score), dict(p.payload or {})) for p in found]
 
     # --- lifecycle ---------------------------------------------------------------------------------
-    def flush(self) -> None:
+    def flush(self, index: bool = True) -> None:
         """Nothing to do: every write waited for the server's acknowledgement."""
 
     def close(self) -> None:
