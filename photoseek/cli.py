@@ -86,7 +86,7 @@ def _add_demo(sub) -> None:
 
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="photoseek", description=__doc__)
-    ap.add_argument("--config", help=f"YAML config file (default ./photoseek.yaml when present)")
+    ap.add_argument("--config", help="YAML config file (default ./photoseek.yaml when present)")
     sub = ap.add_subparsers(dest="command", required=True)
     sub.add_parser("presets", help="list the model presets")
     _add_synth(sub)

@@ -6,6 +6,7 @@ start-up and serialisation costs of Ray (which pays off across machines, not on 
 
 from __future__ import annotations
 
+import os
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
@@ -40,9 +41,7 @@ def record_failures(batch: dict[str, Any], report: IndexReport) -> None:
 def run_local(req, todo: list[FoundFile], image_size: int, writer: QdrantWriter, report: IndexReport,
               embedder: Embedder | None = None) -> None:
     """Decode -> embed -> write every file of `todo`, showing progress."""
-    from photoseek.indexer.pipeline import default_threads
-
-    threads = req.decode_threads or default_threads()
+    threads = req.decode_threads or os.cpu_count() or 2
     decoder = Decoder(image_size, req.limits)
     embedder = embedder or Embedder(req.model)
     progress = Progress("indexing", total=len(todo), unit="images", enabled=req.progress)

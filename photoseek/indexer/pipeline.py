@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -108,6 +107,3 @@ def index(req: IndexRequest, store: VectorStore | None = None, embedder_cls: typ
         report.write(req.json_report)
     return report
 
-
-def default_threads() -> int:
-    return os.cpu_count() or 2

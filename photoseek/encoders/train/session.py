@@ -67,7 +67,6 @@ def run_training(job: TrainJob, io: CheckpointIO, dist: Dist = Dist(), device: t
     val = job.split(job.val, "val").load() if (job.val and dist.is_main) else None
     amp = native_bf16(device) if job.amp is None else job.amp
     plan = EpochPlan(cfg, job.epochs, job.max_seconds, job.seed, device, amp=amp)
-    out = Path(job.out)
     if dist.is_main:
         print(f"training {cfg.name} on {device} ({'bf16 autocast' if amp else 'fp32'}), {len(images)} images", flush=True)
     if dist.is_main and state.epoch:

@@ -49,8 +49,7 @@ def build_job(req: TrainRequest) -> tuple[TrainJob, ModelConfig]:
     run = out / RUN_DIR
     if req.fresh and out.exists():
         shutil.rmtree(run, ignore_errors=True)
-        for name in ("train_log.jsonl",):
-            (out / name).unlink(missing_ok=True)
+        (out / "train_log.jsonl").unlink(missing_ok=True)
     cfg = get_preset(req.preset)
     if req.epochs is not None:
         cfg.optim.epochs = req.epochs
