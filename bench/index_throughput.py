@@ -18,7 +18,6 @@ import hashlib
 import io
 import json
 import os
-import platform
 import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -27,6 +26,8 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps
+
+from _machine import cores  # bench/ is on sys.path when a script here runs
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster needs no token
 
@@ -174,13 +175,8 @@ def naive_loop(files: list, model: str) -> float:
 def machine() -> str:
     import torch
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     gpu = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "none"
-    return f"{os.cpu_count()} cores, {cpu}; torch {torch.__version__}, {torch.get_num_threads()} threads; GPU {gpu}"
+    return f"{cores()}; torch {torch.__version__}, {torch.get_num_threads()} threads; GPU {gpu}"
 
 
 def verdict(ok: bool, text: str) -> None:

@@ -12,11 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
+from _machine import cores  # bench/ is on sys.path when a script here runs
 from photoseek.encoders.data.synth import SynthConfig, write_synthetic
 from photoseek.encoders.eval_run import EvalRequest, evaluate
 from photoseek.encoders.train.trainer import TrainRequest, train
@@ -49,7 +48,7 @@ def main() -> None:
                      "best_epoch": summary.get("best_epoch"), **{k: result[k] for k in ("i2t", "t2i", "t2t", "rsum")
                                                                   if k in result}})
         print(json.dumps(rows[-1]), flush=True)
-    print(f"\nmachine: {platform.machine()}, {os.cpu_count()} cores, CPU; test split of {args.data}")
+    print(f"\nmachine: {cores()}, CPU; test split of {args.data}")
     print(f"{'preset':20s} {'budget':>6s} {'way':>4s} {'R@1':>6s} {'R@5':>6s} {'R@10':>6s} {'medr':>5s}")
     for r in rows:
         for way in ("t2i", "i2t", "t2t"):

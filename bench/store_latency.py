@@ -17,8 +17,6 @@ Filtered latencies include the exact count the store makes first to choose that 
 from __future__ import annotations
 
 import argparse
-import os
-import platform
 import shutil
 import tempfile
 import time
@@ -26,6 +24,7 @@ import uuid
 from importlib.metadata import version
 
 import numpy as np
+from _machine import cores  # bench/ is on sys.path when a script here runs
 
 from photoseek.indexer.store import Filter, MatchAny
 from photoseek.indexer.store.edge import EdgeStore
@@ -173,12 +172,7 @@ def bench_size(n: int, dim: int, queries: int, workdir: str | None, seed: int = 
 
 
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
-    return f"{os.cpu_count()} cores, {cpu}; numpy {np.__version__}; qdrant-edge-py {version('qdrant-edge-py')}"
+    return f"{cores()}; numpy {np.__version__}; qdrant-edge-py {version('qdrant-edge-py')}"
 
 
 def main() -> None:

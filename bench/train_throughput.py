@@ -8,17 +8,22 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
 import random
 import time
 
 import numpy as np
 import torch
+from _machine import cores  # bench/ is on sys.path when a script here runs
 
 from photoseek.encoders.model import JointModel
 from photoseek.encoders.registry import get_preset, list_presets
 from photoseek.encoders.tokenizer import Tokenizer, Vocabulary
-from photoseek.encoders.train.loop import EpochPlan, TrainState, make_optimizer, train_epoch
+from photoseek.encoders.train.loop import (
+    EpochPlan,
+    TrainState,
+    make_optimizer,
+    train_epoch,
+)
 from photoseek.encoders.train.session import native_bf16
 
 WORDS = ("a red blue green large small circle square star left right of the on and two three top bottom".split())
@@ -61,7 +66,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=os.cpu_count())
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, torch {torch.__version__}, "
+    print(f"machine: {cores()}, torch {torch.__version__}, "
           f"{args.threads} threads, CPU")
     cpu = torch.device("cpu")
     bf16 = native_bf16(cpu)
