@@ -58,7 +58,8 @@ def _add_index(sub) -> None:
     p.add_argument("--collection", help="alias to index under (default photos); the collection is per model")
     p.add_argument("--runner", choices=["local", "ray"], help="local (threads, default) or ray (Ray Data actors)")
     p.add_argument("--json-report", help="write the run's report as JSON to this file")
-    p.add_argument("--prune", action="store_true", default=None, help="remove points whose files are gone")
+    p.add_argument("--prune", action="store_true", default=None, help="remove points whose files are gone (below PATH for a folder; "
+                   "for a manifest, every indexed file it does not list)")
     p.add_argument("--batch-size", type=int)
     p.add_argument("--decode-threads", type=int)
     p.add_argument("--actors", type=int, help="ray runner: embed actors")
@@ -70,6 +71,37 @@ def _add_index(sub) -> None:
     p = sub.add_parser("info", help="list the store's collections with their model and point counts")
     _add_store_flags(p)
     p.add_argument("--json", action="store_true")
+
+
+def _add_serve(sub) -> None:
+    p = sub.add_parser("serve", help="run the search service (HTTP + web page, gRPC) on Ray Serve")
+    p.add_argument("--model", help="model directory (the one the photos were indexed with)")
+    _add_store_flags(p)
+    p.add_argument("--collection", help="alias the photos were indexed under (default photos)")
+    p.add_argument("--host", help="address to listen on (default 127.0.0.1; anything else requires API keys)")
+    p.add_argument("--port", type=int, help="HTTP port (default 8000)")
+    p.add_argument("--grpc-port", type=int, help="gRPC port (default 9000)")
+    p.add_argument("--api-keys-file", help="file with one API key per line (else $PHOTOSEEK_API_KEYS)")
+    p.add_argument("--max-upload-bytes", type=int, help="largest image upload (default 10 MiB)")
+    p.add_argument("--request-timeout-s", type=float)
+    p.add_argument("--max-queued-requests", type=int, help="queue per ingress replica before answering 503")
+    p.add_argument("--ingress-replicas", type=int)
+    p.add_argument("--text-replicas", type=int)
+    p.add_argument("--photo-roots", nargs="+", help="only serve thumbnails of files below these folders")
+    p.add_argument("--gpu", action="store_true", default=None, help="encoders on a GPU")
+    p.add_argument("--ray-address")
+    p = sub.add_parser("search", help="query a running service and print the results")
+    p.add_argument("query", nargs="?", help="text to search for")
+    p.add_argument("--image", help="search by this image file instead")
+    p.add_argument("--id", help="more like this indexed photo")
+    p.add_argument("--server", default="http://127.0.0.1:8000", help="HTTP service (default %(default)s)")
+    p.add_argument("--grpc", help="HOST:PORT: ask over gRPC instead")
+    p.add_argument("--limit", type=int, default=10)
+    p.add_argument("--path-prefix", help="only photos below this folder")
+    p.add_argument("--taken-after", help="ISO date")
+    p.add_argument("--taken-before", help="ISO date")
+    p.add_argument("--api-key", help="bearer key (default $PHOTOSEEK_API_KEY)")
+    p.add_argument("--json", action="store_true", help="print the reply as JSON")
 
 
 def _add_store_flags(p) -> None:
@@ -93,6 +125,7 @@ def parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_eval(sub)
     _add_index(sub)
+    _add_serve(sub)
     _add_demo(sub)
     return ap
 
@@ -191,6 +224,35 @@ def cmd_info(args, config) -> int:
     return 0
 
 
+def cmd_serve(args, config) -> int:
+    from photoseek.serving.service import ServeRequest, serve_forever
+
+    flags = dict(vars(args))
+    if flags.get("store") is None and flags.get("qdrant_url") is None:  # the index section's store by default
+        from photoseek.config_file import section_value
+
+        flags["store"] = section_value(config, "index", "store")
+        flags["qdrant_url"] = section_value(config, "index", "qdrant_url")
+    req = build_request(ServeRequest, config, "serve", flags)
+    return serve_forever(req, on_ready=lambda text: print(text, flush=True))
+
+
+def cmd_search(args, config) -> int:
+    from photoseek.serving.client import ClientError, SearchCall, format_table, search
+
+    spec = {k: v for k, v in (("path_prefix", args.path_prefix), ("taken_after", args.taken_after),
+                              ("taken_before", args.taken_before)) if v}
+    call = SearchCall(query=args.query, image=args.image, id=args.id, server=args.server, grpc=args.grpc,
+                      limit=args.limit, filter=spec or None, api_key=args.api_key)
+    try:
+        reply = search(call)
+    except ClientError as e:
+        print(f"photoseek search: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(reply, indent=1) if args.json else format_table(reply))
+    return 0
+
+
 def cmd_demo(args, config) -> int:
     from photoseek.demo import run_demo
 
@@ -198,7 +260,7 @@ def cmd_demo(args, config) -> int:
 
 
 COMMANDS = {"presets": cmd_presets, "data": cmd_data, "train": cmd_train, "eval": cmd_eval, "index": cmd_index,
-            "info": cmd_info, "demo": cmd_demo}
+            "info": cmd_info, "serve": cmd_serve, "search": cmd_search, "demo": cmd_demo}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -295,7 +295,15 @@ def decode_file(path: str, size: int, limits: DecodeLimits = DecodeLimits()) -> 
     The time limit is checked after the decode (see the module docstring); the byte and pixel limits are
     enforced before the file is read and before any pixel is decoded respectively.
     """
-    data = _read_bytes(path, limits)
+    return decode_bytes(_read_bytes(path, limits), size, limits)
+
+
+def decode_bytes(data: bytes, size: int, limits: DecodeLimits = DecodeLimits()) -> DecodedPhoto:
+    """`decode_file` for bytes already in memory (an upload); the byte limit applies to `data` too."""
+    if len(data) > limits.max_bytes:
+        raise DecodeFailure(Reason.FILE_TOO_LARGE, f"{len(data)} bytes > max_bytes {limits.max_bytes}")
+    if not data:
+        raise DecodeFailure(Reason.EMPTY_FILE, "0 bytes")
     digest = hashlib.sha256(data).hexdigest()
     start = time.perf_counter()
     try:
@@ -358,3 +366,28 @@ class Decoder:
         out[TAKEN_AT][i], out[CAMERA][i] = p.taken_at or "", p.camera or ""
         out[WIDTH][i], out[HEIGHT][i], out[BYTES][i], out[FRAMES][i] = p.width, p.height, p.bytes, p.frames
         out[TAKEN_TS][i] = -1 if p.taken_ts is None else p.taken_ts
+
+
+def thumbnail_file(path: str, side: int, limits: DecodeLimits = DecodeLimits(), quality: int = 85) -> bytes:
+    """An upright JPEG of the photo at `path` fitting in side x side (aspect kept), under the same limits as
+    indexing; raises DecodeFailure."""
+    data = _read_bytes(path, limits)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            warnings.filterwarnings("ignore", module=r"PIL\.")
+            im = _open(data, limits)
+            if im.format in ("JPEG", "MPO"):
+                im.draft("RGB", (side, side))
+            im.load()
+            try:
+                im = ImageOps.exif_transpose(im)
+            except Exception:
+                pass
+            im = to_rgb(im)
+            im.thumbnail((side, side))
+            out = io.BytesIO()
+            im.save(out, "JPEG", quality=quality)
+    except Exception as e:
+        raise _classify(e, data) from e
+    return out.getvalue()

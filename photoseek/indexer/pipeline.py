@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from photoseek.indexer.decode import DecodeLimits
 from photoseek.indexer.report import IndexReport
-from photoseek.indexer.sink import PAYLOAD_INDEXES, Catalog, QdrantWriter, prune
+from photoseek.indexer.sink import PAYLOAD_INDEXES, Catalog, QdrantWriter, display_path, prune
 from photoseek.indexer.sources import FoundFile, Skipped, find
 from photoseek.indexer.store import VectorStore, open_store
 
@@ -96,7 +97,9 @@ def index(req: IndexRequest, store: VectorStore | None = None, embedder_cls: typ
             raise ValueError(f"unknown runner {req.runner!r}; choose local or ray")
         report.indexed, report.duplicates = writer.counts.indexed, writer.counts.duplicates
         if req.prune:
-            report.pruned = prune(store, collection, plan.catalog, plan.catalog.gone())
+            # a folder run prunes below that folder; a manifest describes the whole collection
+            within = display_path(os.path.abspath(req.path)) if os.path.isdir(req.path) else None
+            report.pruned = prune(store, collection, plan.catalog, plan.catalog.gone(within))
         store.flush()
         store.set_alias(req.collection, collection)
     finally:

@@ -56,9 +56,14 @@ class Catalog:
         known = self.files.get(display_path(found.path))
         return known is not None and known[:2] == (found.size, found.mtime_ns)
 
-    def gone(self) -> list[str]:
-        """Indexed paths this run did not find (what --prune removes)."""
-        return sorted(set(self.files) - self.seen)
+    def gone(self, within: str | None = None) -> list[str]:
+        """Indexed paths this run did not find (what --prune removes); only those below `within` when given,
+        so that pruning after indexing one folder never touches photos indexed from another."""
+        missing = set(self.files) - self.seen
+        if within is not None:
+            prefix = within.rstrip("/") + "/"
+            missing = {p for p in missing if p.startswith(prefix)}
+        return sorted(missing)
 
 
 @dataclass

@@ -76,6 +76,21 @@ def test_changed_file_moves_to_its_new_content_and_prune_removes_gone_files(phot
     assert all(str(c) not in p["paths"] for p in _points(store).values())
 
 
+def test_prune_only_touches_the_folder_being_indexed(photo_folder, tiny_model_dir, tmp_path) -> None:
+    """Indexing (and pruning) one folder must not delete photos indexed from another one."""
+    store = tmp_path / "store"
+    index(_req(photo_folder, tiny_model_dir, store))
+    other = tmp_path / "other"
+    other.mkdir()
+    shutil.copyfile(next((photo_folder / "album0").iterdir()), other / "x.jpg")  # a duplicate of an indexed photo
+    report = index(_req(other, tiny_model_dir, store, prune=True))
+    assert report.pruned == 0 and len(_points(store)) == 160
+    (other / "x.jpg").unlink()
+    report = index(_req(other, tiny_model_dir, store, prune=True))
+    assert report.pruned == 0 and len(_points(store)) == 160  # the point keeps its file in album0
+    assert all(str(other / "x.jpg") not in p["paths"] for p in _points(store).values())
+
+
 def test_payload_has_the_fields_filters_use(photo_folder, tiny_model_dir, tmp_path) -> None:
     index(_req(photo_folder, tiny_model_dir, tmp_path / "store", batch_size=16))
     payload = next(iter(_points(tmp_path / "store").values()))

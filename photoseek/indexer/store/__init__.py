@@ -47,7 +47,8 @@ __all__ = [
 def open_store(
     store_dir: str | None = None, qdrant_url: str | None = None, api_key: str | None = None, **options: Any
 ) -> VectorStore:
-    """A Qdrant server store when `qdrant_url` is given (api key default: $QDRANT_API_KEY), else Edge at `store_dir`."""
+    """A Qdrant server store when `qdrant_url` is given (api key default: $QDRANT_API_KEY), else Edge at `store_dir`
+    (or, when a running `photoseek serve` holds that folder, the service that owns it)."""
     if qdrant_url:
         from photoseek.indexer.store.server import ServerStore
 
@@ -55,7 +56,17 @@ def open_store(
         return ServerStore(url=qdrant_url, api_key=key, **options)
     from photoseek.indexer.store.edge import EdgeStore
 
-    return EdgeStore(store_dir or DEFAULT_STORE_DIR, **options)
+    folder = store_dir or DEFAULT_STORE_DIR
+    try:
+        return EdgeStore(folder, **options)
+    except StoreError:
+        # Held by another process: if that is a running photoseek service, write through it.
+        from photoseek.indexer.store.remote import RemoteStore, read_service_file
+
+        service = read_service_file(folder)
+        if service is None:
+            raise
+        return RemoteStore(service["url"], service["admin_token"])
 
 
 def __getattr__(name: str) -> Any:

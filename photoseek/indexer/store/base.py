@@ -181,9 +181,20 @@ class VectorStore(ABC):
     def count(self, name: str, filter: Filter | None = None) -> int:
         """Exact number of points matching the filter."""
 
-    @abstractmethod
     def scroll(self, name: str, fields: list[str] | None = None, batch: int = 1000) -> Iterator[Record]:
         """Every point once (no vectors), payload restricted to `fields` when given."""
+        offset: str | None = None
+        while True:
+            page, offset = self.scroll_page(name, fields, offset, batch)
+            yield from page
+            if offset is None:
+                return
+
+    @abstractmethod
+    def scroll_page(
+        self, name: str, fields: list[str] | None, offset: str | None, limit: int
+    ) -> tuple[list[Record], str | None]:
+        """One page of points in id order from `offset` (None: the start), and the next page's offset (None: done)."""
 
     # --- search ------------------------------------------------------------------------------------
     def search(

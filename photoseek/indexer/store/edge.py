@@ -15,7 +15,6 @@ import os
 import shutil
 import threading
 import uuid
-from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -290,18 +289,16 @@ class EdgeStore(VectorStore):
         _, shard = self._shard(name)
         return shard.count(qe.CountRequest(exact=True, filter=edge_filter(active(filter))))
 
-    def scroll(self, name: str, fields: list[str] | None = None, batch: int = 1000) -> Iterator[Record]:
+    def scroll_page(
+        self, name: str, fields: list[str] | None, offset: str | None, limit: int
+    ) -> tuple[list[Record], str | None]:
         _, shard = self._shard(name)
         with_payload: Any = True if fields is None else (qe.PayloadSelector.Include(list(fields)) if fields else False)
-        offset = None
-        while True:
-            page, offset = shard.scroll(
-                qe.ScrollRequest(offset=offset, limit=batch, with_payload=with_payload, with_vector=False)
-            )
-            for r in page:
-                yield Record(str(r.id), dict(r.payload or {}), None)
-            if offset is None:
-                return
+        page, next_offset = shard.scroll(
+            qe.ScrollRequest(offset=offset, limit=limit, with_payload=with_payload, with_vector=False)
+        )
+        records = [Record(str(r.id), dict(r.payload or {}), None) for r in page]
+        return records, None if next_offset is None else str(next_offset)
 
     def _search(
         self,

@@ -250,18 +250,16 @@ class ServerStore(VectorStore):
         with _errors(f"count in {check_name(name)!r}"):
             return self.client.count(name, count_filter=server_filter(active(filter)), exact=True).count
 
-    def scroll(self, name: str, fields: list[str] | None = None, batch: int = 1000) -> Iterator[Record]:
+    def scroll_page(
+        self, name: str, fields: list[str] | None, offset: str | None, limit: int
+    ) -> tuple[list[Record], str | None]:
         with_payload: Any = True if fields is None else (list(fields) if fields else False)
-        offset = None
-        while True:
-            with _errors(f"scroll {check_name(name)!r}"):
-                page, offset = self.client.scroll(
-                    name, limit=batch, offset=offset, with_payload=with_payload, with_vectors=False
-                )
-            for r in page:
-                yield Record(str(r.id), dict(r.payload or {}), None)
-            if offset is None:
-                return
+        with _errors(f"scroll {check_name(name)!r}"):
+            page, next_offset = self.client.scroll(
+                name, limit=limit, offset=offset, with_payload=with_payload, with_vectors=False
+            )
+        records = [Record(str(r.id), dict(r.payload or {}), None) for r in page]
+        return records, None if next_offset is None else str(next_offset)
 
     def _search(
         self,

@@ -1,0 +1,288 @@
+"""The Ray Serve application: four thin deployments around the plain classes, composed with `.bind()`.
+
+    Ingress (HTTP via FastAPI, gRPC via Serve's gRPC proxy)
+      |-- TextEncoder   batches concurrent text queries into one forward pass (@serve.batch)
+      |-- ImageEncoder  decodes an uploaded photo with the indexer's decode stage and embeds it
+      `-- SearcherDeployment  owns the store (embedded Edge: exactly one replica) and answers store calls
+
+`build_app(args)` is the application builder: `photoseek serve` calls it, and a Serve config file can name
+`photoseek.serving.app:build_app` with the same args (see deploy/).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+from ray import serve
+
+from photoseek.indexer.decode import DecodeLimits
+from photoseek.indexer.pipeline import DEFAULT_ALIAS
+from photoseek.serving.query import NotFound, QueryError, SearchQuery, TooLarge
+
+APP_NAME = "photoseek"
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """A caller's mistake, returned across a handle instead of raised (so replicas do not log tracebacks)."""
+
+    kind: str  # "query" | "not_found" | "too_large"
+    message: str
+
+    def raise_(self) -> None:
+        raise {"query": QueryError, "not_found": NotFound, "too_large": TooLarge}[self.kind](self.message)
+
+
+def refusing(fn: Any) -> Any:
+    """Run fn; a QueryError / NotFound / TooLarge becomes a Refusal value."""
+    try:
+        return fn()
+    except TooLarge as e:
+        return Refusal("too_large", str(e))
+    except QueryError as e:
+        return Refusal("query", str(e))
+    except NotFound as e:
+        return Refusal("not_found", str(e).strip("'\""))
+
+
+def accepted(value: Any) -> Any:
+    """The value from a handle call, or the Refusal it carried raised here as its exception."""
+    if isinstance(value, Refusal):
+        value.raise_()
+    return value
+
+
+@dataclass
+class AppArgs:
+    """Everything the deployments need; plain values so that a Serve config file can give them too."""
+
+    model: str
+    store: str | None = None
+    qdrant_url: str | None = None
+    collection: str = DEFAULT_ALIAS
+    key_digests: list[str] = field(default_factory=list)
+    link_secret: str | None = None
+    admin_digest: str | None = None
+    max_upload_bytes: int = 10 * 1024 * 1024
+    max_pixels: int = DecodeLimits.max_pixels
+    max_decode_seconds: float = 5.0
+    photo_roots: list[str] | None = None
+    max_ongoing_requests: int = 32  # per ingress replica
+    max_queued_requests: int = 64  # beyond this, callers get 503 / RESOURCE_EXHAUSTED at once
+    ingress_replicas: int = 1
+    text_replicas: int = 1
+    text_batch: int = 32
+    gpu: bool = False
+
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(self.max_pixels, self.max_upload_bytes, self.max_decode_seconds)
+
+
+def _device(gpu: bool) -> str:
+    return "cuda" if gpu else "cpu"
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+class TextEncoder:
+    def __init__(self, model: str, gpu: bool = False) -> None:
+        import torch
+
+        from photoseek.encoders.encoder import Encoder
+        from photoseek.serving.searcher import TextEmbedder
+
+        torch.set_num_threads(1)  # many small batches: more threads cost more than they save
+        self.embed = TextEmbedder(Encoder.load(model, _device(gpu)))
+
+    @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.002)
+    async def __call__(self, texts: list[str]) -> list[np.ndarray]:
+        vectors = await asyncio.to_thread(self.embed, texts)  # (B, D); the loop keeps collecting the next batch
+        return list(vectors)
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+class ImageEncoder:
+    def __init__(self, model: str, limits: dict[str, Any], gpu: bool = False) -> None:
+        import torch
+
+        from photoseek.encoders.encoder import Encoder
+        from photoseek.serving.searcher import ImageEmbedder
+
+        torch.set_num_threads(1)
+        self.embed = ImageEmbedder(Encoder.load(model, _device(gpu)), DecodeLimits(**limits))
+
+    def __call__(self, data: bytes) -> Any:
+        return refusing(lambda: self.embed([data])[0])
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+class SearcherDeployment:
+    """The store's one owner (for Edge); also runs `photoseek index`'s store calls sent through the service."""
+
+    def __init__(self, args: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        from photoseek.encoders.checkpoint import read_meta
+        from photoseek.indexer.store import open_store
+        from photoseek.serving.searcher import Searcher
+
+        a = AppArgs(**args)
+        meta = read_meta(Path(a.model))
+        self.store = open_store(a.store, a.qdrant_url)
+        self.searcher = Searcher(self.store, meta["model_id"], meta["embed_dim"], a.collection, limits=a.limits,
+                                 photo_roots=a.photo_roots)
+
+    def search(self, query: SearchQuery) -> Any:
+        return refusing(lambda: self.searcher.search(query))
+
+    def photo(self, id: str) -> Any:
+        return refusing(lambda: self.searcher.photo(id))
+
+    def thumbnail(self, id: str, side: int) -> Any:
+        return refusing(lambda: self.searcher.thumbnail(id, side))
+
+    def health(self) -> dict[str, Any]:
+        return self.searcher.health()
+
+    def store_call(self, op: str, args: dict[str, Any]) -> Any:
+        from photoseek.indexer.store import StoreError
+        from photoseek.serving.store_ops import run_store_op
+
+        try:
+            return refusing(lambda: run_store_op(self.store, op, args))
+        except StoreError as e:
+            return Refusal("query", str(e))
+
+    def __del__(self) -> None:
+        store = getattr(self, "store", None)
+        if store is not None:
+            store.close()
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.ingress()
+class Ingress:
+    """HTTP (FastAPI app built per replica) and gRPC (methods named after the .proto's rpcs) in one place."""
+
+    def __init__(self, searcher: Any, text: Any, image: Any, args: dict[str, Any]) -> None:
+        from pathlib import Path
+
+        from photoseek.encoders.checkpoint import read_meta
+        from photoseek.serving.auth import KeyCheck
+        from photoseek.serving.metrics import Metrics
+
+        self.args = AppArgs(**args)
+        self.searcher, self.text, self.image = searcher, text, image
+        self.dim = int(read_meta(Path(self.args.model))["embed_dim"])
+        self.keys = KeyCheck(self.args.key_digests, self.args.link_secret)
+        self.grpc_metrics = Metrics()
+
+    def __serve_build_asgi_app__(self):
+        from photoseek.serving.http_api import HttpSettings, build_http_app
+
+        a = self.args
+        return build_http_app(self, HttpSettings(a.max_upload_bytes, tuple(a.key_digests), a.link_secret,
+                                                 a.admin_digest))
+
+    # --- the backend the HTTP app and the gRPC methods share -------------------------------------
+    async def search(self, query: SearchQuery) -> Any:
+        if query.text is not None:
+            query = query.with_vector(await self.text.remote(query.text))
+        elif query.image is not None:
+            query = query.with_vector(accepted(await self.image.remote(query.image)))
+        return accepted(await self.searcher.search.remote(query))
+
+    async def photo(self, id: str) -> Any:
+        return accepted(await self.searcher.photo.remote(id))
+
+    async def thumbnail(self, id: str, side: int) -> bytes:
+        return accepted(await self.searcher.thumbnail.remote(id, side))
+
+    async def health(self) -> dict[str, Any]:
+        return await self.searcher.health.remote()
+
+    async def store_call(self, op: str, args: dict[str, Any]) -> Any:
+        return accepted(await self.searcher.store_call.remote(op, args))
+
+    # --- gRPC ----------------------------------------------------------------------------------------
+    async def Search(self, request: Any, grpc_context: Any) -> Any:
+        from photoseek.serving.grpc_api import query_from_proto, reply_from_result
+        from photoseek.serving.protos import photoseek_pb2 as pb
+
+        async def run():
+            query = query_from_proto(request, self.args.max_upload_bytes, self.dim)
+            return reply_from_result(await self.search(query), self.keys)
+
+        return await self._grpc("Search", grpc_context, run, pb.SearchReply())
+
+    async def Health(self, request: Any, grpc_context: Any) -> Any:
+        from photoseek.serving.grpc_api import health_reply
+        from photoseek.serving.protos import photoseek_pb2 as pb
+
+        async def run():
+            return health_reply(await self.health())
+
+        return await self._grpc("Health", grpc_context, run, pb.HealthReply())
+
+    async def _grpc(self, method: str, context: Any, run: Any, empty: Any) -> Any:
+        import grpc
+
+        from photoseek.serving.auth import AuthError
+        from photoseek.serving.grpc_api import bearer
+
+        code, message = grpc.StatusCode.OK, ""
+        try:
+            self.keys.check_header(bearer(context.invocation_metadata()))
+            return await run()
+        except AuthError as e:
+            code, message = grpc.StatusCode.UNAUTHENTICATED, str(e)
+        except TooLarge as e:
+            code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, str(e)
+        except QueryError as e:
+            code, message = grpc.StatusCode.INVALID_ARGUMENT, str(e)
+        except NotFound as e:
+            code, message = grpc.StatusCode.NOT_FOUND, user_message(e)
+        except Exception as e:
+            if type(e).__name__ in ("BackPressureError", "DeploymentUnavailableError"):
+                code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded: retry shortly"
+            else:
+                code, message = grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__})"
+        finally:
+            self.grpc_metrics.grpc.labels(method, code.name).inc()
+        context.set_code(code)
+        context.set_details(message)
+        return empty
+
+
+def user_message(exc: BaseException) -> str:
+    """The exception's own message, without the remote traceback Ray wraps around one from another actor."""
+    inner = getattr(exc, "cause", None)
+    if isinstance(inner, BaseException) and inner is not exc:
+        exc = inner
+    return str(exc).strip("'\"")
+
+
+def build_app(args: dict[str, Any]) -> Any:
+    """The application builder (also for Serve config files: `import_path: photoseek.serving.app:build_app`)."""
+    a = AppArgs(**args)
+    plain = asdict(a)
+    gpu = {"num_gpus": 0.5} if a.gpu else {}
+    searcher = SearcherDeployment.options(  # an embedded store has exactly one owner; a server scales out
+        num_replicas=1 if a.qdrant_url is None else max(1, a.ingress_replicas),
+        max_ongoing_requests=64,
+    ).bind(plain)
+    text = TextEncoder.options(
+        num_replicas=a.text_replicas, max_ongoing_requests=max(64, a.text_batch * 2),
+        ray_actor_options={"num_cpus": 0.25, **gpu},
+    ).bind(a.model, a.gpu)
+    image = ImageEncoder.options(ray_actor_options={"num_cpus": 0.25, **gpu}, max_ongoing_requests=8).bind(
+        a.model, {"max_pixels": a.max_pixels, "max_bytes": a.max_upload_bytes, "max_seconds": a.max_decode_seconds},
+        a.gpu)
+    return Ingress.options(
+        num_replicas=a.ingress_replicas,
+        max_ongoing_requests=a.max_ongoing_requests,
+        max_queued_requests=a.max_queued_requests,
+    ).bind(searcher, text, image, plain)
