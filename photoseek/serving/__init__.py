@@ -1,0 +1,1 @@
+"""The search service: the plain Searcher class, its Ray Serve deployments, HTTP and gRPC APIs, the web page."""
