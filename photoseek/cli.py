@@ -114,6 +114,10 @@ def _add_demo(sub) -> None:
     p.add_argument("--out", default="demo", help="folder for everything the demo writes (default ./demo)")
     p.add_argument("--images", type=int, default=3000)
     p.add_argument("--max-minutes", type=float, default=3.0)
+    p.add_argument("--port", type=int, default=8000, help="HTTP port of the service it starts")
+    p.add_argument("--grpc-port", type=int, default=9000)
+    p.add_argument("--wait", action=argparse.BooleanOptionalAction, default=None,
+                   help="keep serving until Ctrl-C (default: when run from a terminal)")
 
 
 def parser() -> argparse.ArgumentParser:
@@ -256,7 +260,8 @@ def cmd_search(args, config) -> int:
 def cmd_demo(args, config) -> int:
     from photoseek.demo import run_demo
 
-    return run_demo(Path(args.out), images=args.images, max_minutes=args.max_minutes)
+    return run_demo(Path(args.out), images=args.images, max_minutes=args.max_minutes, port=args.port,
+                    grpc_port=args.grpc_port, wait=args.wait)
 
 
 COMMANDS = {"presets": cmd_presets, "data": cmd_data, "train": cmd_train, "eval": cmd_eval, "index": cmd_index,

@@ -103,8 +103,7 @@ def build_http_app(backend: Backend, settings: HttpSettings) -> FastAPI:
 
     async def _guarded(request: Request, call_next):
         path = request.url.path
-        if path not in OPEN_PATHS and not path.startswith("/static/") and not _thumbnail_link_ok(request, keys) \
-                and not path.startswith("/v1/admin/"):
+        if path not in OPEN_PATHS and not _thumbnail_link_ok(request, keys) and not path.startswith("/v1/admin/"):
             try:
                 keys.check_header(request.headers.get("authorization"))
             except AuthError as e:
@@ -138,6 +137,10 @@ def build_http_app(backend: Backend, settings: HttpSettings) -> FastAPI:
     @app.get("/", include_in_schema=False)
     async def page():
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon():
+        return Response(status_code=204)
 
     @app.get("/healthz", tags=["service"])
     async def healthz():
