@@ -12,6 +12,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import secrets
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -20,6 +22,7 @@ from ray import serve
 
 from photoseek.indexer.decode import DecodeLimits
 from photoseek.indexer.pipeline import DEFAULT_ALIAS
+from photoseek.serving.auth import KEYS_ENV, digest, load_keys
 from photoseek.serving.query import NotFound, QueryError, SearchQuery, TooLarge
 
 APP_NAME = "photoseek"
@@ -268,6 +271,10 @@ def user_message(exc: BaseException) -> str:
 def build_app(args: dict[str, Any]) -> Any:
     """The application builder (also for Serve config files: `import_path: photoseek.serving.app:build_app`)."""
     a = AppArgs(**args)
+    if not a.key_digests and os.environ.get(KEYS_ENV):  # a Serve config file leaves keys to the environment
+        a.key_digests = [digest(k) for k in load_keys()]
+    if a.link_secret is None:  # one secret for every replica, or a link signed by one fails on another
+        a.link_secret = secrets.token_hex(32)
     plain = asdict(a)
     gpu = {"num_gpus": 0.5} if a.gpu else {}
     searcher = SearcherDeployment.options(  # an embedded store has exactly one owner; a server scales out
