@@ -84,7 +84,11 @@ def _add_serve(sub) -> None:
     p.add_argument("--api-keys-file", help="file with one API key per line (else $PHOTOSEEK_API_KEYS)")
     p.add_argument("--max-upload-bytes", type=int, help="largest image upload (default 10 MiB)")
     p.add_argument("--request-timeout-s", type=float)
-    p.add_argument("--max-queued-requests", type=int, help="queue per ingress replica before answering 503")
+    p.add_argument("--max-ongoing-requests", type=int, help="requests one ingress replica works on at once (32)")
+    p.add_argument("--max-queued-requests", type=int, help="queue per ingress replica before answering 503 (64)")
+    p.add_argument("--topology", choices=["fused", "split"],
+                   help="fused: one deployment does it all (default with --store); split: encoder, searcher and "
+                        "ingress deployments scale apart (default with --qdrant-url)")
     p.add_argument("--ingress-replicas", type=int)
     p.add_argument("--text-replicas", type=int)
     p.add_argument("--photo-roots", nargs="+", help="only serve thumbnails of files below these folders")

@@ -93,23 +93,6 @@ def build_http_app(backend: Backend, settings: HttpSettings) -> FastAPI:
     app = FastAPI(title="photoseek", version="1", description="Private image search: text, image, id or vector "
                   "queries over one model's photo collection. Send 'Authorization: Bearer <key>' when keys are on.")
 
-    @app.middleware("http")
-    async def guard(request: Request, call_next):
-        start = time.perf_counter()
-        route = request.url.path if request.url.path in OPEN_PATHS else _route_name(request.url.path)
-        response = await _guarded(request, call_next)
-        metrics.observe(route, request.method, response.status_code, time.perf_counter() - start)
-        return response
-
-    async def _guarded(request: Request, call_next):
-        path = request.url.path
-        if path not in OPEN_PATHS and not _thumbnail_link_ok(request, keys) and not path.startswith("/v1/admin/"):
-            try:
-                keys.check_header(request.headers.get("authorization"))
-            except AuthError as e:
-                return _error(401, str(e), {"WWW-Authenticate": "Bearer"})
-        return await call_next(request)
-
     @app.exception_handler(QueryError)
     async def bad_request(request: Request, exc: QueryError):
         return _error(400, str(exc))
@@ -162,9 +145,13 @@ def build_http_app(backend: Backend, settings: HttpSettings) -> FastAPI:
         """Search by text, image (base64 or upload), id (more like this) or vector, with filters and paging."""
         query = await _read_query(request, settings, backend.dim)
         result = await backend.search(query)
-        return {"results": [result_json(r, keys) for r in result.results], "kind": result.kind,
-                "limit": query.limit, "offset": query.offset, "took_ms": result.took_ms,
-                "collection": result.collection, "model_id": result.model_id}
+        timing = f"search;dur={result.took_ms}"
+        if "server_ms" in result.extra:
+            timing += f", total;dur={result.extra['server_ms']}"
+        return JSONResponse({"results": [result_json(r, keys) for r in result.results], "kind": result.kind,
+                             "limit": query.limit, "offset": query.offset, "took_ms": result.took_ms,
+                             "collection": result.collection, "model_id": result.model_id},
+                            headers={"Server-Timing": timing})
 
     @app.get("/v1/photos/{photo_id}", tags=["photos"])
     async def photo(photo_id: str):
@@ -191,7 +178,8 @@ def build_http_app(backend: Backend, settings: HttpSettings) -> FastAPI:
             raise QueryError("admin body must be {op, args}")
         return {"result": await backend.store_call(body["op"], body.get("args") or {})}
 
-    app.add_middleware(BodyLimit, limit=settings.max_body_bytes, upload_limit=settings.max_upload_bytes)
+    app.add_middleware(Guard, keys=keys, metrics=metrics, limit=settings.max_body_bytes,
+                       upload_limit=settings.max_upload_bytes)
     return app
 
 
@@ -212,11 +200,13 @@ def _token_matches(token: str | None, digest_hex: str) -> bool:
     return bool(token) and hmac.compare_digest(hashlib.sha256(token.encode()).hexdigest(), digest_hex)
 
 
-def _thumbnail_link_ok(request: Request, keys: KeyCheck) -> bool:
-    parts = request.url.path.strip("/").split("/")
+def _thumbnail_link_ok(path: str, query_string: bytes, keys: KeyCheck) -> bool:
+    from urllib.parse import parse_qs
+
+    parts = path.strip("/").split("/")
     if len(parts) != 4 or parts[:2] != ["v1", "photos"] or parts[3] != "thumbnail":
         return False
-    q = request.query_params
+    q = {k: v[-1] for k, v in parse_qs(query_string.decode("latin-1")).items()}
     try:
         side, expires = int(q.get("size", "256")), int(q.get("expires", ""))
     except ValueError:
@@ -224,33 +214,66 @@ def _thumbnail_link_ok(request: Request, keys: KeyCheck) -> bool:
     return keys.check_link(parts[2], side, expires, q.get("sig"))
 
 
-class BodyLimit:
-    """ASGI middleware: 413 for a body over `limit` bytes, decided before the app parses anything.
+class Guard:
+    """Plain ASGI middleware in front of every route (cheaper than Starlette's BaseHTTPMiddleware), in order:
+    the body limit (413 before the app parses anything), the API key (401), then the app; every answer is
+    counted in the metrics by route and status.
 
     A declared Content-Length is checked at once; a chunked body is read (at most `limit` bytes are held) and
     replayed to the app only when it ended under the limit.
     """
 
-    def __init__(self, app: Any, limit: int, upload_limit: int) -> None:
-        self.app, self.limit, self.upload_limit = app, limit, upload_limit
+    def __init__(self, app: Any, keys: KeyCheck, metrics: Metrics, limit: int, upload_limit: int) -> None:
+        self.app, self.keys, self.metrics = app, keys, metrics
+        self.limit, self.upload_limit = limit, upload_limit
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+        if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        start, status = time.perf_counter(), [500]
+
+        async def counted_send(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            await self._handle(scope, receive, counted_send)
+        finally:
+            path = scope["path"]
+            route = path if path in OPEN_PATHS else _route_name(path)
+            self.metrics.observe(route, scope["method"], status[0], time.perf_counter() - start)
+
+    async def _handle(self, scope: dict, receive: Any, send: Any) -> None:
         headers = dict(scope.get("headers") or [])
-        length = headers.get(b"content-length")
-        if length is not None:
-            if not length.isdigit() or int(length) > self.limit:
-                return await self._refuse(scope, receive, send)
-            return await self.app(scope, receive, send)
+        if scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            length = headers.get(b"content-length")
+            if length is not None and (not length.isdigit() or int(length) > self.limit):
+                return await self._too_large(scope, receive, send)
+            if length is None:
+                receive = await self._buffered(receive)
+                if receive is None:
+                    return await self._too_large(scope, receive, send)
+        path = scope["path"]
+        if self.keys.enabled and path not in OPEN_PATHS and not path.startswith("/v1/admin/") \
+                and not _thumbnail_link_ok(path, scope.get("query_string", b""), self.keys):
+            try:
+                self.keys.check_header(headers.get(b"authorization", b"").decode("latin-1") or None)
+            except AuthError as e:
+                return await _error(401, str(e), {"WWW-Authenticate": "Bearer"})(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    async def _buffered(self, receive: Any) -> Any:
+        """Read a body without Content-Length up to the limit; a replaying receive, or None when over it."""
         messages, seen = [], 0
         while True:
             message = await receive()
             if message["type"] != "http.request":
-                return
+                messages.append(message)
+                break
             seen += len(message.get("body", b""))
             if seen > self.limit:
-                return await self._refuse(scope, receive, send)
+                return None
             messages.append(message)
             if not message.get("more_body"):
                 break
@@ -258,9 +281,9 @@ class BodyLimit:
         async def replay():
             return messages.pop(0) if messages else await receive()
 
-        await self.app(scope, replay, send)
+        return replay
 
-    async def _refuse(self, scope: dict, receive: Any, send: Any) -> None:
+    async def _too_large(self, scope: dict, receive: Any, send: Any) -> None:
         response = _error(413, f"request body over {self.limit} bytes (image uploads up to {self.upload_limit} "
                                f"bytes)", {"Connection": "close"})
         await response(scope, receive, send)

@@ -22,8 +22,9 @@ from photoseek.indexer.pipeline import DEFAULT_ALIAS, collection_name
 from photoseek.indexer.store import StoreError, VectorStore
 from photoseek.serving.query import NotFound, QueryError, SearchQuery, check_id
 
-HIDDEN_PAYLOAD = ("dirs",)  # derived for filtering; noise in a result
+HIDDEN_PAYLOAD = ("dirs", "paths")  # derived for filtering / already at the result's top level
 THUMB_SIDES = (128, 256, 512)
+READY_TTL_S = 1.0
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Searcher:
         self._thumbs: OrderedDict[tuple[str, int], bytes] = OrderedDict()
         self._thumb_cache = thumb_cache
         self._lock = threading.Lock()
+        self._ready_until = 0.0  # the collection exists; checked again after READY_TTL_S
 
     @classmethod
     def from_encoder(cls, store: VectorStore, encoder: Any, alias: str = DEFAULT_ALIAS, **kw: Any) -> "Searcher":
@@ -105,7 +107,14 @@ class Searcher:
 
     # --- health ------------------------------------------------------------------------------------
     def ready(self) -> bool:
-        return self.store.has_collection(self.collection)
+        """Whether the collection exists (remembered for a second once it does: it is asked on every search)."""
+        now = time.monotonic()
+        if now < self._ready_until:
+            return True
+        if self.store.has_collection(self.collection):
+            self._ready_until = now + READY_TTL_S
+            return True
+        return False
 
     def health(self) -> dict[str, Any]:
         points = self.store.count(self.collection) if self.ready() else 0

@@ -45,6 +45,7 @@ class ServeRequest:
     text_replicas: int = 1
     photo_roots: list[str] = field(default_factory=list)
     gpu: bool = False
+    topology: str | None = None  # fused | split (default: fused with the embedded store, split with a server)
     ray_address: str | None = None
 
 
@@ -75,7 +76,8 @@ def app_args(req: ServeRequest, admin_token: str) -> AppArgs:
                    max_upload_bytes=req.max_upload_bytes, max_pixels=req.max_pixels,
                    photo_roots=[str(Path(r).resolve()) for r in req.photo_roots] or None,
                    max_ongoing_requests=req.max_ongoing_requests, max_queued_requests=req.max_queued_requests,
-                   ingress_replicas=req.ingress_replicas, text_replicas=req.text_replicas, gpu=req.gpu)
+                   ingress_replicas=req.ingress_replicas, text_replicas=req.text_replicas, gpu=req.gpu,
+                   topology=req.topology)
 
 
 def start(req: ServeRequest) -> Running:

@@ -149,6 +149,36 @@ def test_concurrent_clients_all_answered(http):
     assert codes.count(200) == 48
 
 
+def test_split_topology_answers_the_same_queries(service, tiny_model_dir, photo_tree, tmp_path):
+    """The split app (ingress -> text/image encoder and searcher deployments) on its own store."""
+    from ray import serve
+    from servetools import index_tree
+
+    from photoseek.serving.app import build_app
+    from photoseek.serving.service import ServeRequest, app_args
+
+    index_tree(tiny_model_dir, photo_tree, tmp_path / "store")
+    req = ServeRequest(model=str(tiny_model_dir), store=str(tmp_path / "store"), topology="split")
+    serve.run(build_app(vars(app_args(req, "admin-token-for-this-test"))), name="split", route_prefix="/split")
+    try:
+        url = f"{service.http_url}/split"
+        apps = serve.status().applications["split"].deployments
+        assert set(apps) == {"Ingress", "TextEncoder", "ImageEncoder", "SearcherDeployment"}
+        text = httpx.post(f"{url}/v1/search", json={"text": "a red circle", "limit": 3}).json()
+        assert text["kind"] == "text" and len(text["results"]) == 3
+        path = sorted((photo_tree / "album-a").glob("*.jpg"))[1]
+        image = httpx.post(f"{url}/v1/search", files={"image": ("q.jpg", path.read_bytes(), "image/jpeg")}).json()
+        assert str(path) in image["results"][0]["paths"]
+        similar = httpx.post(f"{url}/v1/search", json={"id": image["results"][0]["id"], "limit": 2}).json()
+        assert similar["kind"] == "id" and len(similar["results"]) == 2
+        bad = httpx.post(f"{url}/v1/search", json={"image": base64.b64encode(b"nope").decode()})
+        assert bad.status_code == 400 and "not_an_image" in bad.json()["error"]
+        assert httpx.get(f"{url}{text['results'][0]['thumbnail_url']}").status_code == 200
+        assert httpx.get(f"{url}/v1/photos/00000000-0000-0000-0000-000000000000").status_code == 404
+    finally:
+        serve.delete("split")
+
+
 def test_overload_is_refused_quickly_not_queued(service, tiny_model_dir, tmp_path):
     """A second app with room for one request and one in the queue: a burst gets 503s, fast, not a hang."""
     from ray import serve
