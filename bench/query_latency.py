@@ -14,8 +14,9 @@ Vectors are store_latency.py's seeded clustered draws at the model's dimension; 
 (files, paths, dirs, sha256, size, dates, camera). The store is built once per --workdir and reused while its
 point count, model and seed match (without --workdir: a temporary folder, deleted after).
 
-A text query pays, beyond both floors, the text encoder (its row is informational) and two calls between
-deployments (Ingress -> TextEncoder, whose @serve.batch waits for more texts, and Ingress -> SearcherDeployment).
+A text query pays, beyond both floors, the text encoder (its row is informational). With `--topology split`
+it also pays two calls between deployments (Ingress -> TextEncoder, Ingress -> SearcherDeployment); the
+default `fused` topology (what `photoseek serve` runs with the embedded store) makes none.
 Only one process may open the store: it is built and measured here first, closed, then served.
 """
 
@@ -252,6 +253,8 @@ def main() -> None:
     ap.add_argument("--clients", type=int, default=8, help="concurrent clients (threads)")
     ap.add_argument("--workdir", default=None, help="keep the store here and reuse it (default: a temp dir)")
     ap.add_argument("--json", action="store_true", help="also print one JSON line with every figure")
+    ap.add_argument("--topology", choices=["fused", "split"], default="fused",
+                    help="the service's deployment graph (default fused, as `photoseek serve --store` runs)")
     args = ap.parse_args()
 
     import ray
@@ -297,7 +300,8 @@ def main() -> None:
                  log_to_driver=False)
         running = None
         try:
-            req = ServeRequest(model=args.model, store=str(root / "store"), port=free_port(), grpc_port=free_port())
+            req = ServeRequest(model=args.model, store=str(root / "store"), port=free_port(), grpc_port=free_port(),
+                               topology=args.topology)
             t0 = time.perf_counter()
             running = start(req)
             serve.run(Bare.options(max_ongoing_requests=req.max_ongoing_requests,
@@ -319,7 +323,8 @@ def main() -> None:
         if args.workdir is None:
             shutil.rmtree(root, ignore_errors=True)
 
-    print(f"\n{args.points:,} points, limit {LIMIT}; p50/p99 over {args.requests} sequential requests, req/s with "
+    print(f"\n{args.points:,} points, {args.topology} topology, limit {LIMIT}; p50/p99 over {args.requests} "
+          f"sequential requests, req/s with "
           f"{args.clients} clients for {args.seconds:g} s each")
     print(f"{'target':18s} {'p50 ms':>7s} {'p99 ms':>7s} {'req/s':>8s} {'conc p50':>8s}  notes")
     notes = {"text query HTTP": "POST /v1/search", "text query gRPC": "PhotoSeek.Search",
