@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import numpy as np
@@ -17,11 +18,14 @@ class Embedder:
     once per actor and the model stays resident, on the GPU when the actor was given one.
     """
 
-    def __init__(self, model_dir: str, device: str | None = None, threads: int | None = None):
+    def __init__(self, model_dir: str, device: str | None = None, threads: int | str | None = None):
+        """`threads`: torch's CPU threads; "auto" = half of this node's cores (decoding takes the rest)."""
+        if threads == "auto":
+            threads = max(1, (os.cpu_count() or 2) // 2)
         if threads:
             import torch
 
-            torch.set_num_threads(threads)
+            torch.set_num_threads(int(threads))
         self.encoder = Encoder.load(model_dir, device=device)
         if not self.encoder.has_images:
             raise ValueError(f"model {self.encoder.model_id} is caption-only (no image tower); it cannot index photos")
