@@ -247,12 +247,8 @@ class Ingress:
 
     # --- the backend the HTTP app and the gRPC methods share -------------------------------------
     async def search(self, query: SearchQuery) -> Any:
+        """Embed the text or image (timed: `encode_ms`), then search; `server_ms` is the whole call."""
         started = time.perf_counter()
-        result = await self._search(query)
-        result.extra["server_ms"] = round((time.perf_counter() - started) * 1000, 3)
-        return result
-
-    async def _search(self, query: SearchQuery) -> Any:
         local = self.local
         if query.text is not None:
             vector = await (self._texts(query.text) if local else self.text.remote(query.text))
@@ -263,6 +259,14 @@ class Ingress:
             else:
                 vector = await self.image.remote(query.image)
             query = query.with_vector(accepted(vector))
+        encoded = time.perf_counter()
+        result = await self._search(query)
+        result.extra["encode_ms"] = round((encoded - started) * 1000, 3)
+        result.extra["server_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return result
+
+    async def _search(self, query: SearchQuery) -> Any:
+        local = self.local
         if local:  # an HNSW query is about a millisecond: cheaper inline than through a thread
             return accepted(local.search(query))
         return accepted(await self.searcher.search.remote(query))

@@ -29,6 +29,8 @@ def test_text_search_returns_results_with_signed_thumbnails(http):
     assert r.status_code == 200, r.text
     body = r.json()
     assert body["kind"] == "text" and len(body["results"]) == 4 and body["model_id"].startswith("tiny-")
+    timing = r.headers["server-timing"]  # search;dur=…, encode;dur=…, total;dur=…
+    assert all(f"{part};dur=" in timing for part in ("search", "encode", "total"))
     hit = body["results"][0]
     assert set(hit) == {"id", "score", "paths", "payload", "thumbnail_url"}
     assert "sig=" in hit["thumbnail_url"]
