@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from photoseek.indexer.store.remote import error_text
+
 KEY_ENV = "PHOTOSEEK_API_KEY"
 
 
@@ -60,12 +62,7 @@ def search_http(call: SearchCall) -> dict[str, Any]:
         with urllib.request.urlopen(request, timeout=call.timeout) as response:
             return json.loads(response.read())
     except urllib.error.HTTPError as e:
-        text = e.read().decode(errors="replace")
-        try:
-            text = json.loads(text).get("error", text)
-        except (json.JSONDecodeError, AttributeError):
-            pass
-        raise ClientError(f"HTTP {e.code}: {text}") from None
+        raise ClientError(f"HTTP {e.code}: {error_text(e)}") from None
     except (urllib.error.URLError, OSError) as e:
         raise ClientError(f"no service at {call.server} ({e}); start one with `photoseek serve`") from None
 

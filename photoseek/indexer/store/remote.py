@@ -78,6 +78,15 @@ def record_from_wire(obj: dict[str, Any]) -> Record:
     return Record(obj["id"], obj["payload"], vector)
 
 
+def error_text(e: urllib.error.HTTPError) -> str:
+    """The service's `{"error": ...}` message of an HTTP error reply (else its raw text, cut short)."""
+    text = e.read().decode(errors="replace")[:2000]
+    try:
+        return str(json.loads(text).get("error", text))
+    except (json.JSONDecodeError, AttributeError):
+        return text
+
+
 # --- client ----------------------------------------------------------------------------------------------
 def read_service_file(store_dir: str | os.PathLike[str]) -> dict[str, Any] | None:
     path = Path(store_dir) / SERVICE_FILE
@@ -105,12 +114,7 @@ class RemoteStore(VectorStore):
             with urllib.request.urlopen(request, timeout=self.timeout) as response:
                 return json.loads(response.read())["result"]
         except urllib.error.HTTPError as e:
-            detail = e.read().decode(errors="replace")[:500]
-            try:
-                detail = json.loads(detail).get("error", detail)
-            except (json.JSONDecodeError, AttributeError):
-                pass
-            raise StoreError(f"service store {op}: HTTP {e.code}: {detail}") from None
+            raise StoreError(f"service store {op}: HTTP {e.code}: {error_text(e)}") from None
         except (urllib.error.URLError, OSError) as e:
             raise StoreError(f"service at {self.url} did not answer ({e}); is `photoseek serve` running?") from None
 
