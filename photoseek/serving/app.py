@@ -312,11 +312,19 @@ class Ingress:
     async def _grpc(self, method: str, context: Any, run: Any, empty: Any) -> Any:
         import grpc
 
-        from photoseek.serving.auth import AuthError
+        from photoseek.serving.auth import AuthError, peer_is_loopback
         from photoseek.serving.grpc_api import bearer
 
         code, message = grpc.StatusCode.OK, ""
         try:
+            if not self.keys.enabled and not peer_is_loopback(context.peer()):
+                # Serve's gRPC proxy listens on every interface whatever --host says; without keys we
+                # answer this machine only, as the HTTP side (bound to 127.0.0.1) does.
+                code, message = grpc.StatusCode.PERMISSION_DENIED, \
+                    "API keys are off: this service answers gRPC from its own machine only; set keys to serve others"
+                context.set_code(code)
+                context.set_details(message)
+                return empty
             self.keys.check_header(bearer(context.invocation_metadata()))
             return await run()
         except AuthError as e:

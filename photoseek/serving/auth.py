@@ -33,6 +33,17 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def peer_is_loopback(peer: str | None) -> bool:
+    """A gRPC peer string ("ipv4:127.0.0.1:5432", "ipv6:[::1]:5432", "unix:...") names this machine."""
+    if not peer:
+        return False
+    kind, _, rest = peer.partition(":")
+    if kind == "unix":
+        return True
+    host = rest.rsplit(":", 1)[0].strip("[]") if kind in ("ipv4", "ipv6") else ""
+    return is_loopback(host)
+
+
 def load_keys(keys_file: str | None = None, env: dict[str, str] | None = None) -> list[str]:
     """Keys from the file (one per line, # comments) or else from $PHOTOSEEK_API_KEYS; too-short keys are refused."""
     env = os.environ if env is None else env

@@ -177,8 +177,30 @@ def test_split_topology_answers_the_same_queries(service, tiny_model_dir, photo_
         assert bad.status_code == 400 and "not_an_image" in bad.json()["error"]
         assert httpx.get(f"{url}{text['results'][0]['thumbnail_url']}").status_code == 200
         assert httpx.get(f"{url}/v1/photos/00000000-0000-0000-0000-000000000000").status_code == 404
+        _grpc_answers_this_machine_only(service.grpc_target)
     finally:
         serve.delete("split")
+
+
+def _grpc_answers_this_machine_only(target: str) -> None:
+    """Keys off: Serve's gRPC proxy listens on every interface, so the app itself refuses other machines."""
+    import grpc
+    from servetools import outside_address
+
+    from photoseek.serving.protos import photoseek_pb2 as pb
+    from photoseek.serving.protos import photoseek_pb2_grpc as pb_grpc
+
+    port = target.rsplit(":", 1)[1]
+    request, metadata = pb.SearchRequest(text="a red circle", limit=1), [("application", "split")]
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        assert len(pb_grpc.PhotoSeekStub(channel).Search(request, metadata=metadata).results) == 1
+    address = outside_address()
+    if address is None:
+        return  # no network interface to come in through
+    with grpc.insecure_channel(f"{address}:{port}") as channel:
+        with pytest.raises(grpc.RpcError) as err:
+            pb_grpc.PhotoSeekStub(channel).Search(request, metadata=metadata)
+    assert err.value.code() == grpc.StatusCode.PERMISSION_DENIED and "API keys are off" in err.value.details()
 
 
 def test_overload_is_refused_quickly_not_queued(service, tiny_model_dir, tmp_path):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from photoseek.serving.auth import KeyCheck, digest, is_loopback, load_keys
+from photoseek.serving.auth import KeyCheck, digest, is_loopback, load_keys, peer_is_loopback
 from photoseek.serving.service import ServeRequest, app_args
 
 
@@ -38,3 +38,10 @@ def test_key_rules(tmp_path):
     assert not check.check_link("id-1", 256, expires, sig, now=expires + 1.0)  # expired
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
     assert not is_loopback("0.0.0.0") and not is_loopback("10.0.0.5")
+
+
+def test_grpc_peer_addresses():
+    assert peer_is_loopback("ipv4:127.0.0.1:50312") and peer_is_loopback("ipv6:[::1]:50312")
+    assert peer_is_loopback("unix:/tmp/socket")
+    for outside in ("ipv4:192.0.2.2:50312", "ipv6:[2001:db8::1]:443", "ipv4:10.0.0.1:1", "", None, "garbage"):
+        assert not peer_is_loopback(outside)
