@@ -174,6 +174,8 @@ class StoreOwner:
             return refusing(lambda: run_store_op(self.store, op, args))
         except StoreError as e:
             return Refusal("query", str(e))
+        finally:
+            self.searcher.changed()
 
     def close(self) -> None:
         self.store.close()
