@@ -73,6 +73,9 @@ class Encoder:
         """Captions or queries -> (B, dim)."""
         out = []
         for i in range(0, len(texts), self.batch_size):
-            ids = self.tokenizer(list(texts[i : i + self.batch_size])).to(self.device)  # (b, T)
+            ids = self.tokenizer(list(texts[i : i + self.batch_size]))  # (b, T), padded at the end
+            # Every text tower masks padding (mean over real tokens; the BiLSTM packs), so trailing columns
+            # of padding change nothing: drop them. A 4-word query then costs 4 positions, not T.
+            ids = ids[:, : max(1, int((ids != 0).sum(1).max()))].to(self.device)  # (b, t <= T)
             out.append(self.model.encode_text(ids).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)

@@ -144,3 +144,19 @@ def test_augment_keeps_shape_and_range_and_token_dropout_spares_padding() -> Non
     ids = torch.tensor([[5, 6, 7, 0, 0]] * 50)
     dropped = token_dropout(ids, 0.5, 1, gen)
     assert (dropped[:, 3:] == 0).all() and (dropped[:, :3] == 1).any() and (dropped[:, :3] != 1).any()
+
+
+@pytest.mark.parametrize("name", ["tiny", "trial1-bow", "trial3-bilstm-cnn", "clip-resnet"])
+def test_encode_texts_trims_padding_without_changing_vectors(name: str) -> None:
+    """Encoder.encode_texts cuts trailing padding; every text tower must give the same vectors either way."""
+    from photoseek.encoders.tokenizer import Tokenizer
+
+    torch.manual_seed(0)
+    cfg = get_preset(name)
+    model = JointModel(cfg, len(_vocab())).eval()
+    encoder = Encoder(model, _vocab(), {"model_id": name})
+    texts = ["a red circle", CAPTIONS[2], "star", "an unknown word here"]
+    full = Tokenizer(_vocab(), cfg.text.context_length)(texts)  # (B, T) with all its padding
+    with torch.inference_mode():
+        expected = model.encode_text(full).float().numpy()
+    np.testing.assert_allclose(encoder.encode_texts(texts), expected, atol=1e-5)
