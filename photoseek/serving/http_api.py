@@ -143,7 +143,24 @@ def build_http_app(backend: Backend, settings: HttpSettings) -> FastAPI:
     }, "required": True}})
     async def search(request: Request):
         """Search by text, image (base64 or upload), id (more like this) or vector, with filters and paging."""
-        query = await _read_query(request, settings, backend.dim)
+        return await _answer(await _read_query(request, settings, backend.dim))
+
+    @app.get("/v1/search", tags=["search"])
+    async def search_get(text: str | None = None, id: str | None = None, limit: str | None = None,
+                         offset: str | None = None, score_threshold: str | None = None,
+                         path_prefix: str | None = None, taken_after: str | None = None,
+                         taken_before: str | None = None, format: str | None = None, camera: str | None = None):
+        """Text or id search with its settings in the URL (links, browsers, caches). No request body to
+        stream in, which Serve makes the replica fetch from the proxy: about 2 ms less than POST here."""
+        spec = {k: v for k, v in (("path_prefix", path_prefix), ("taken_after", taken_after),
+                                  ("taken_before", taken_before), ("format", format), ("camera", camera)) if v}
+        body = {k: v for k, v in (("text", text), ("id", id), ("limit", limit), ("offset", offset),
+                                  ("score_threshold", score_threshold)) if v is not None}
+        if spec:
+            body["filter"] = spec
+        return await _answer(parse_query(body, settings.max_upload_bytes, backend.dim))
+
+    async def _answer(query: SearchQuery) -> JSONResponse:
         result = await backend.search(query)
         # Server-Timing: where the time went inside the service (browsers' devtools show it)
         timing = ", ".join(f"{name};dur={result.extra[key]}" for name, key in

@@ -43,6 +43,19 @@ def test_text_search_returns_results_with_signed_thumbnails(http):
     assert http.get(other_size).status_code == 401
 
 
+def test_get_search_with_settings_in_the_url(http, photo_tree):
+    post = search(http, {"text": "a red circle", "limit": 3}).json()
+    get = http.get("/v1/search", params={"text": "a red circle", "limit": "3"}, headers=AUTH)
+    assert get.status_code == 200 and [r["id"] for r in get.json()["results"]] == [r["id"] for r in post["results"]]
+    dated = http.get("/v1/search", params={"text": "x", "limit": "50", "taken_after": "2020-01-01"}, headers=AUTH)
+    assert sorted(p.rsplit("/", 1)[1] for h in dated.json()["results"] for p in h["paths"]) == ["2021.jpg", "2023.jpg"]
+    more = http.get("/v1/search", params={"id": post["results"][0]["id"], "limit": "2"}, headers=AUTH).json()
+    assert more["kind"] == "id" and post["results"][0]["id"] not in [r["id"] for r in more["results"]]
+    bad = http.get("/v1/search", params={"text": "x", "limit": "many"}, headers=AUTH)
+    assert bad.status_code == 400 and "limit" in bad.json()["error"]
+    assert http.get("/v1/search", params={"text": "x"}).status_code == 401
+
+
 def test_image_upload_base64_and_multipart(http, photo_tree):
     path = sorted((photo_tree / "album-a").glob("*.jpg"))[5]
     data = path.read_bytes()
