@@ -55,7 +55,7 @@ def refusing(fn: Any) -> Any:
     except QueryError as e:
         return Refusal("query", str(e))
     except NotFound as e:
-        return Refusal("not_found", str(e).strip("'\""))
+        return Refusal("not_found", str(e))
 
 
 def accepted(value: Any) -> Any:
@@ -84,7 +84,6 @@ class AppArgs:
     max_queued_requests: int = 64  # beyond this, callers get 503 / RESOURCE_EXHAUSTED at once
     ingress_replicas: int = 1
     text_replicas: int = 1
-    text_batch: int = 32
     gpu: bool = False
     topology: str | None = None  # "fused" | "split"; default: fused for an embedded store, split for a server
 
@@ -316,6 +315,7 @@ class Ingress:
 
         from photoseek.serving.auth import AuthError, peer_is_loopback
         from photoseek.serving.grpc_api import bearer
+        from photoseek.serving.http_api import is_backpressure
 
         code, message = grpc.StatusCode.OK, ""
         try:
@@ -324,11 +324,9 @@ class Ingress:
                 # answer this machine only, as the HTTP side (bound to 127.0.0.1) does.
                 code, message = grpc.StatusCode.PERMISSION_DENIED, \
                     "API keys are off: this service answers gRPC from its own machine only; set keys to serve others"
-                context.set_code(code)
-                context.set_details(message)
-                return empty
-            self.keys.check_header(bearer(context.invocation_metadata()))
-            return await run()
+            else:
+                self.keys.check_header(bearer(context.invocation_metadata()))
+                return await run()
         except AuthError as e:
             code, message = grpc.StatusCode.UNAUTHENTICATED, str(e)
         except TooLarge as e:
@@ -336,9 +334,9 @@ class Ingress:
         except QueryError as e:
             code, message = grpc.StatusCode.INVALID_ARGUMENT, str(e)
         except NotFound as e:
-            code, message = grpc.StatusCode.NOT_FOUND, user_message(e)
+            code, message = grpc.StatusCode.NOT_FOUND, str(e)
         except Exception as e:
-            if type(e).__name__ in ("BackPressureError", "DeploymentUnavailableError"):
+            if is_backpressure(e):
                 code, message = grpc.StatusCode.RESOURCE_EXHAUSTED, "overloaded: retry shortly"
             else:
                 code, message = grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__})"
@@ -347,14 +345,6 @@ class Ingress:
         context.set_code(code)
         context.set_details(message)
         return empty
-
-
-def user_message(exc: BaseException) -> str:
-    """The exception's own message, without the remote traceback Ray wraps around one from another actor."""
-    inner = getattr(exc, "cause", None)
-    if isinstance(inner, BaseException) and inner is not exc:
-        exc = inner
-    return str(exc).strip("'\"")
 
 
 def build_app(args: dict[str, Any]) -> Any:
@@ -380,7 +370,7 @@ def build_app(args: dict[str, Any]) -> Any:
         max_ongoing_requests=64, **quiet,
     ).bind(plain)
     text = TextEncoder.options(
-        num_replicas=a.text_replicas, max_ongoing_requests=max(64, a.text_batch * 2),
+        num_replicas=a.text_replicas, max_ongoing_requests=64,  # two full batches waiting
         ray_actor_options={"num_cpus": 0.25, **gpu}, **quiet,
     ).bind(a.model, a.gpu)
     image = ImageEncoder.options(ray_actor_options={"num_cpus": 0.25, **gpu}, max_ongoing_requests=8, **quiet).bind(

@@ -83,7 +83,8 @@ def result_json(r: Result, keys: KeyCheck) -> dict[str, Any]:
             "thumbnail_url": keys.thumbnail_url(r.id)}
 
 
-def _is_backpressure(exc: BaseException) -> bool:
+def is_backpressure(exc: BaseException) -> bool:
+    """Serve refused the call for load (matched by name: this module does not import Ray)."""
     return type(exc).__name__ in ("BackPressureError", "DeploymentUnavailableError")
 
 
@@ -107,14 +108,8 @@ def build_http_app(backend: Backend, settings: HttpSettings) -> FastAPI:
 
     @app.exception_handler(Exception)
     async def unexpected(request: Request, exc: Exception):
-        if _is_backpressure(exc):
+        if is_backpressure(exc):
             return _error(503, "overloaded: too many requests queued; retry shortly", {"Retry-After": "1"})
-        cause = exc.__cause__ or getattr(exc, "cause", None)
-        for inner in (cause, getattr(exc, "args", [None])[0] if exc.args else None):
-            if isinstance(inner, QueryError):
-                return _error(400, str(inner))
-            if isinstance(inner, LookupError):
-                return _error(404, str(inner).strip("'\""))
         return _error(500, f"internal error ({type(exc).__name__}); see the service log")
 
     @app.get("/", include_in_schema=False)

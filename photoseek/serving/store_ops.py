@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Any
 
-from photoseek.indexer.store import StoreError, VectorStore
+from photoseek.indexer.store import VectorStore
 from photoseek.indexer.store.remote import filter_from_wire, record_to_wire, vectors_from_wire
 from photoseek.serving.query import QueryError
 
@@ -46,8 +46,6 @@ def run_store_op(store: VectorStore, op: str, args: dict[str, Any]) -> Any:
             return [asdict(h) for h in hits]
         if op == "flush":
             return store.flush(index=bool(args.get("index", True)))
-    except (KeyError, TypeError, ValueError) as e:
-        if isinstance(e, StoreError):
-            raise
+    except (KeyError, TypeError, ValueError) as e:  # StoreError (a RuntimeError) passes through
         raise QueryError(f"store op {op}: bad arguments ({type(e).__name__}: {e})") from None
     raise QueryError(f"unknown store op {op!r}")
