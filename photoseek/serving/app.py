@@ -140,7 +140,8 @@ class ImageEncoder:
 class StoreOwner:
     """The store and the Searcher over it, answering with values or Refusals (what crosses a handle)."""
 
-    def __init__(self, args: dict[str, Any]) -> None:
+    def __init__(self, args: dict[str, Any], encoder: Any = None) -> None:
+        """With an encoder (fused graph) the Searcher embeds texts and images itself."""
         from pathlib import Path
 
         from photoseek.encoders.checkpoint import read_meta
@@ -148,10 +149,14 @@ class StoreOwner:
         from photoseek.serving.searcher import Searcher
 
         a = AppArgs(**args)
-        meta = read_meta(Path(a.model))
         self.store = open_store(a.store, a.qdrant_url)
-        self.searcher = Searcher(self.store, meta["model_id"], meta["embed_dim"], a.collection, limits=a.limits,
-                                 photo_roots=a.photo_roots)
+        if encoder is not None:
+            self.searcher = Searcher.from_encoder(self.store, encoder, a.collection, limits=a.limits,
+                                                  photo_roots=a.photo_roots)
+        else:
+            meta = read_meta(Path(a.model))
+            self.searcher = Searcher(self.store, meta["model_id"], meta["embed_dim"], a.collection,
+                                     limits=a.limits, photo_roots=a.photo_roots)
 
     def search(self, query: SearchQuery) -> Any:
         return refusing(lambda: self.searcher.search(query))
@@ -216,24 +221,15 @@ class Ingress:
             import torch
 
             from photoseek.encoders.encoder import Encoder
-            from photoseek.serving.searcher import ImageEmbedder, TextEmbedder
 
             torch.set_num_threads(1)
-            encoder = Encoder.load(self.args.model, _device(self.args.gpu))
-            self.local = StoreOwner(args)
-            self.embed_text = TextEmbedder(encoder)
-            self.embed_image = ImageEmbedder(encoder, self.args.limits) if encoder.has_images else None
+            self.local = StoreOwner(args, Encoder.load(self.args.model, _device(self.args.gpu)))
 
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _texts(self, texts: list[str]) -> list[np.ndarray]:
         # On the event loop: a batch takes about a millisecond on a CPU, less than handing it to a thread
         # costs on a busy machine; queries arriving meanwhile wait in the queue and form the next batch.
-        return list(self.embed_text(texts))
-
-    def _image_vector(self, data: bytes) -> Any:
-        if self.embed_image is None:
-            return Refusal("query", "this model has no image tower; search by text")
-        return refusing(lambda: self.embed_image([data])[0])
+        return list(self.local.searcher.embed_text(texts))
 
     def __del__(self) -> None:
         if getattr(self, "local", None) is not None:
@@ -255,8 +251,8 @@ class Ingress:
             vector = await (self._texts(query.text) if local else self.text.remote(query.text))
             query = query.with_vector(vector)
         elif query.image is not None:
-            if local:
-                vector = await asyncio.to_thread(self._image_vector, query.image)
+            if local:  # decode + embed in a thread; the Searcher says when the model has no image tower
+                vector = await asyncio.to_thread(refusing, lambda: local.searcher.vector_of(query))
             else:
                 vector = await self.image.remote(query.image)
             query = query.with_vector(accepted(vector))
