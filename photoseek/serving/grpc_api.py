@@ -7,7 +7,7 @@ from typing import Any
 
 from photoseek.serving.auth import KeyCheck
 from photoseek.serving.protos import photoseek_pb2 as pb
-from photoseek.serving.query import QueryError, SearchQuery, TooLarge, parse_query
+from photoseek.serving.query import QueryError, SearchQuery, parse_query
 from photoseek.serving.searcher import SearchResult
 
 
@@ -30,8 +30,6 @@ def query_from_proto(req: pb.SearchRequest, max_upload_bytes: int, dim: int) -> 
     which = req.WhichOneof("query")
     if which is None:
         raise QueryError("set one of text, image, id or vector")
-    if which == "image" and len(req.image) > max_upload_bytes:
-        raise TooLarge(f"image is over the {max_upload_bytes}-byte upload limit")
     body: dict[str, Any] = {"limit": req.limit or 10, "offset": req.offset}
     if which == "vector":
         body["vector"] = list(req.vector.values)
