@@ -8,7 +8,8 @@ Split topology (the default with a Qdrant server; scales each part on its own, e
       `-- SearcherDeployment  owns the store (embedded Edge: exactly one replica) and answers store calls
 
 Fused topology (the default with the embedded store, which has one owner anyway): the Ingress holds the
-same three parts in its own process, still batching text queries with @serve.batch. A query then makes no
+same three parts in its own process, batching overlapping text queries with @serve.batch (a lone query
+skips the batch queue). A query then makes no
 call between deployments; each such call costs about 5 ms on a 2-core machine, more than the search itself.
 
 `build_app(args)` is the application builder: `photoseek serve` calls it, and a Serve config file can name
@@ -33,6 +34,16 @@ from photoseek.serving.auth import KEYS_ENV, digest, load_keys
 from photoseek.serving.query import NotFound, QueryError, SearchQuery, TooLarge
 
 APP_NAME = "photoseek"
+
+# Serve runs a replica's handlers on a second event loop in its own thread by default, so that blocking user
+# code cannot stall the replica's control loop. Every request then crosses between the two loops; measured
+# here that costs the ingress about 1 ms a query (bench/query_latency.py). Our handlers never block for long
+# (a text embed plus an HNSW query is ~2 ms; image decoding, thumbnails and store writes go to threads), so
+# the ingress runs them on the replica's own loop. Set per deployment, so it holds on any cluster.
+SAME_LOOP_ENV = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0"}
+# A text query that arrives within this long of the previous search's end finds the replica busy (queries
+# queued behind each other) and goes through the batch queue; a client's own round trip takes longer.
+BUSY_GAP_S = 0.001
 
 
 @dataclass(frozen=True)
@@ -194,13 +205,12 @@ class SearcherDeployment(StoreOwner):
             self.close()
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25})
-@serve.ingress()
-class Ingress:
-    """HTTP (FastAPI app built per replica) and gRPC (methods named after the .proto's rpcs) in one place.
+class Frontend:
+    """The ingress's logic, a plain class (tests drive it on plain asyncio): HTTP (FastAPI app built per
+    replica) and gRPC (methods named after the .proto's rpcs) in one place; `Ingress` deploys it.
 
     Split topology: handles to the encoder and searcher deployments. Fused (`searcher` None): the same
-    parts live in this replica, text queries still batched by @serve.batch, and a query makes no hop
+    parts live in this replica, overlapping text queries batched by @serve.batch, and a query makes no hop
     between deployments (each costs about 5 ms on a 2-core machine).
     """
 
@@ -215,8 +225,10 @@ class Ingress:
         self.searcher, self.text, self.image = searcher, text, image
         self.dim = int(read_meta(Path(self.args.model))["embed_dim"])
         self.keys = KeyCheck(self.args.key_digests, self.args.link_secret)
-        self.grpc_metrics = Metrics()
+        self.metrics = Metrics()  # one registry for the HTTP app and the gRPC methods: /metrics shows both
         self.local: StoreOwner | None = None
+        self._texts_waiting = 0  # text queries between arrival and their vector (fused graph)
+        self._search_ended = 0.0  # perf_counter() when the last search ended
         if searcher is None:
             import torch
 
@@ -225,10 +237,30 @@ class Ingress:
             torch.set_num_threads(1)
             self.local = StoreOwner(args, Encoder.load(self.args.model, _device(self.args.gpu)))
 
+    async def _text_vector(self, text: str) -> np.ndarray:
+        """The vector of a text query (fused graph): alone at once, or in one @serve.batch pass with others.
+
+        A query is alone when no other one waits for its vector and the previous search ended more than
+        BUSY_GAP_S ago: then nothing is queued behind it, and the batch queue (its tasks, futures and metrics:
+        about 1 ms a query on a 2-core machine) would only make a batch of one. Otherwise the replica is
+        busy: the query yields once, so that the queries queued behind it reach this point too, and they share
+        one forward pass (8 texts take 1.2 ms on a CPU where one takes 0.6 ms).
+        """
+        if self._texts_waiting == 0 and time.perf_counter() - self._search_ended > BUSY_GAP_S:
+            self.metrics.text_batch.labels("alone").observe(1)
+            return self.local.searcher.embed_text([text])[0]
+        self._texts_waiting += 1
+        try:
+            await asyncio.sleep(0)
+            return await self._texts(text)
+        finally:
+            self._texts_waiting -= 1
+
     @serve.batch(max_batch_size=32, batch_wait_timeout_s=0.0)
     async def _texts(self, texts: list[str]) -> list[np.ndarray]:
         # On the event loop: a batch takes about a millisecond on a CPU, less than handing it to a thread
         # costs on a busy machine; queries arriving meanwhile wait in the queue and form the next batch.
+        self.metrics.text_batch.labels("batched").observe(len(texts))
         return list(self.local.searcher.embed_text(texts))
 
     def __del__(self) -> None:
@@ -240,7 +272,7 @@ class Ingress:
 
         a = self.args
         return build_http_app(self, HttpSettings(a.max_upload_bytes, tuple(a.key_digests), a.link_secret,
-                                                 a.admin_digest))
+                                                 a.admin_digest), self.metrics)
 
     # --- the backend the HTTP app and the gRPC methods share -------------------------------------
     async def search(self, query: SearchQuery) -> Any:
@@ -248,7 +280,7 @@ class Ingress:
         started = time.perf_counter()
         local = self.local
         if query.text is not None:
-            vector = await (self._texts(query.text) if local else self.text.remote(query.text))
+            vector = await (self._text_vector(query.text) if local else self.text.remote(query.text))
             query = query.with_vector(vector)
         elif query.image is not None:
             if local:  # decode + embed in a thread; the Searcher says when the model has no image tower
@@ -257,7 +289,10 @@ class Ingress:
                 vector = await self.image.remote(query.image)
             query = query.with_vector(accepted(vector))
         encoded = time.perf_counter()
-        result = await self._search(query)
+        try:
+            result = await self._search(query)
+        finally:
+            self._search_ended = time.perf_counter()
         result.extra["encode_ms"] = round((encoded - started) * 1000, 3)
         result.extra["server_ms"] = round((time.perf_counter() - started) * 1000, 3)
         return result
@@ -337,10 +372,16 @@ class Ingress:
             else:
                 code, message = grpc.StatusCode.INTERNAL, f"internal error ({type(e).__name__})"
         finally:
-            self.grpc_metrics.grpc.labels(method, code.name).inc()
+            self.metrics.grpc.labels(method, code.name).inc()
         context.set_code(code)
         context.set_details(message)
         return empty
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.ingress()
+class Ingress(Frontend):
+    """The Frontend as Serve's ingress deployment: HTTP through its FastAPI app, gRPC through its methods."""
 
 
 def build_app(args: dict[str, Any]) -> Any:
@@ -357,7 +398,8 @@ def build_app(args: dict[str, Any]) -> Any:
         num_replicas=1 if a.fused and a.qdrant_url is None else a.ingress_replicas,  # fused + Edge: the owner
         max_ongoing_requests=a.max_ongoing_requests,
         max_queued_requests=a.max_queued_requests,
-        ray_actor_options={"num_cpus": 0.5 if a.fused else 0.25, **(gpu if a.fused else {})},
+        ray_actor_options={"num_cpus": 0.5 if a.fused else 0.25, **(gpu if a.fused else {}),
+                           "runtime_env": {"env_vars": SAME_LOOP_ENV}},
     )
     if a.fused:
         return ingress.bind(None, None, None, plain)

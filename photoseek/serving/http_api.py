@@ -88,9 +88,10 @@ def is_backpressure(exc: BaseException) -> bool:
     return type(exc).__name__ in ("BackPressureError", "DeploymentUnavailableError")
 
 
-def build_http_app(backend: Backend, settings: HttpSettings) -> FastAPI:
+def build_http_app(backend: Backend, settings: HttpSettings, metrics: Metrics | None = None) -> FastAPI:
+    """The FastAPI app over `backend`; `metrics` (default: a new registry) is what /metrics exports."""
     keys = KeyCheck(list(settings.key_digests), settings.link_secret)
-    metrics = Metrics()
+    metrics = metrics or Metrics()
     app = FastAPI(title="photoseek", version="1", description="Private image search: text, image, id or vector "
                   "queries over one model's photo collection. Send 'Authorization: Bearer <key>' when keys are on.")
 

@@ -22,6 +22,9 @@ class Metrics:
                                  ["route"], buckets=_BUCKETS, registry=self.registry)
         self.grpc = Counter("photoseek_grpc_requests", "gRPC requests answered", ["method", "code"],
                             registry=self.registry)
+        self.text_batch = Histogram("photoseek_text_batch_size", "texts per forward pass of the text encoder: "
+                                    "alone (a lone query, no batch queue) or batched (@serve.batch)", ["path"],
+                                    buckets=(1, 2, 4, 8, 16, 32), registry=self.registry)
 
     def observe(self, route: str, method: str, code: int, seconds: float) -> None:
         self.requests.labels(route, method, str(code)).inc()

@@ -84,3 +84,18 @@ def test_bad_requests(stub):
         with pytest.raises(grpc.RpcError) as err:
             stub.Search(request, metadata=md())
         assert err.value.code() == code and message in err.value.details(), (request, err.value.details())
+
+
+def test_grpc_calls_show_in_the_http_metrics(stub, service):
+    """One registry per ingress replica: /metrics counts gRPC calls by method and status beside HTTP's."""
+    import httpx
+
+    from photoseek.serving.protos import photoseek_pb2 as pb
+
+    stub.Search(pb.SearchRequest(text="counted", limit=1), metadata=md())
+    with pytest.raises(grpc.RpcError):
+        stub.Search(pb.SearchRequest(text="counted", limit=1), metadata=md("wrong-key-0123456789"))
+    metrics = httpx.get(f"{service.http_url}/metrics", headers={"Authorization": f"Bearer {API_KEY}"}).text
+    assert 'photoseek_grpc_requests_total{code="OK",method="Search"}' in metrics
+    assert 'photoseek_grpc_requests_total{code="UNAUTHENTICATED",method="Search"}' in metrics
+    assert 'photoseek_text_batch_size_count{path="alone"}' in metrics
