@@ -2,9 +2,10 @@
 
 With --points photos' vectors in an embedded store, the real service (`photoseek serve`'s app) answers text
 queries; a bare Serve app on the same proxies answers a constant; the store alone answers the same queries'
-vectors in-process. Per target: p50/p99 of --requests sequential requests, and requests/s with --clients
-concurrent clients (threads, each its own keep-alive HTTP client or gRPC channel) for --seconds. The text
-encoder's own cost (one query, in-process, 1 torch thread as in the TextEncoder replica) is shown beside.
+vectors in-process. Per target: p50/p99 of --requests sequential requests (the targets take turns, in --rounds
+rounds, so that the machine's drift is shared), and requests/s with --clients concurrent clients (threads,
+each its own keep-alive HTTP client or gRPC channel) for --seconds. The bare app runs its handlers on the
+replica's own event loop, as the service's ingress does (SAME_LOOP_ENV). The text encoder's own cost (one query, in-process, 1 torch thread as in the TextEncoder replica) is shown beside.
 
     python bench/query_latency.py [--points 100000] [--model /work/runs-final/clip-resnet] [--workdir DIR] [--json]
     python bench/query_latency.py --points 2000 --requests 50 --seconds 2          # smoke test
@@ -43,6 +44,8 @@ import numpy as np
 from _machine import cores  # bench/ is on sys.path when a script here runs
 from ray import serve
 from store_latency import CENTRES, clustered
+
+from photoseek.serving.app import SAME_LOOP_ENV  # the bare app runs its handlers as the service's ingress does
 
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a throwaway local cluster needs no token
 os.environ.pop("PHOTOSEEK_API_KEYS", None)  # keys off: the service binds 127.0.0.1
@@ -121,20 +124,31 @@ def open_or_build(root: Path, n: int, dim: int, model_id: str, collection: str) 
     return store
 
 
-def measure(make: Client, requests: int, seconds: float, clients: int) -> dict[str, float]:
-    """p50/p99 ms of sequential calls (after WARMUP), then calls/s with `clients` threads (each its own
-    client) for `seconds`, and the p50 under that load."""
-    send, close = make()
+def sequential(makes: dict[str, Client], requests: int, rounds: int) -> dict[str, list[float]]:
+    """Latencies (ms) of `requests` sequential calls per target, after WARMUP each. The targets take turns in
+    `rounds` rounds, so that a slow spell of the machine (a shared VM drifts by a millisecond over a minute)
+    falls on every target alike instead of on whichever was measured then."""
+    clients = {name: make() for name, make in makes.items()}
+    lat: dict[str, list[float]] = {name: [] for name in makes}
     try:
-        for k in range(WARMUP):
-            send(CAPTIONS[k % len(CAPTIONS)])
-        lat = []
-        for k in range(requests):
-            t0 = time.perf_counter()
-            send(CAPTIONS[k % len(CAPTIONS)])
-            lat.append((time.perf_counter() - t0) * 1000)
+        for name, (send, _) in clients.items():
+            for k in range(WARMUP):
+                send(CAPTIONS[k % len(CAPTIONS)])
+        per = max(1, requests // rounds)
+        for r in range(rounds):
+            for name, (send, _) in clients.items():
+                for k in range(r * per, (r + 1) * per):
+                    t0 = time.perf_counter()
+                    send(CAPTIONS[k % len(CAPTIONS)])
+                    lat[name].append((time.perf_counter() - t0) * 1000)
     finally:
-        close()
+        for _, close in clients.values():
+            close()
+    return lat
+
+
+def concurrent(make: Client, seconds: float, clients: int) -> dict[str, float]:
+    """Calls/s with `clients` threads (each its own client) for `seconds`, and the p50 under that load."""
     done, errors = [0] * clients, [0] * clients
     conc: list[list[float]] = [[] for _ in range(clients)]
     clock = [0.0, 0.0]  # start, stop: set once every client is connected
@@ -171,8 +185,12 @@ def measure(make: Client, requests: int, seconds: float, clients: int) -> dict[s
         t.join()
     elapsed = time.perf_counter() - clock[0]
     flat = [v for c in conc for v in c]
-    return {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99)), "rps": sum(done) / elapsed,
-            "conc_p50": float(np.percentile(flat, 50)) if flat else float("nan"), "errors": sum(errors)}
+    return {"rps": sum(done) / elapsed, "conc_p50": float(np.percentile(flat, 50)) if flat else float("nan"),
+            "errors": sum(errors)}
+
+
+def summary(lat: list[float]) -> dict[str, float]:
+    return {"p50": float(np.percentile(lat, 50)), "p99": float(np.percentile(lat, 99))}
 
 
 def http_client(url: str, check: bool, get: bool = False) -> Client:
@@ -211,7 +229,7 @@ def grpc_client(target: str, app: str, check: bool) -> Client:
     return make
 
 
-@serve.deployment(ray_actor_options={"num_cpus": 0.25})
+@serve.deployment(ray_actor_options={"num_cpus": 0.25, "runtime_env": {"env_vars": SAME_LOOP_ENV}})
 @serve.ingress()
 class Bare:
     """The framework's own cost: Serve's proxies, a FastAPI app and a gRPC method answering constants."""
@@ -267,7 +285,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--model", default="/work/runs-final/clip-resnet", help="a trained model directory")
-    ap.add_argument("--requests", type=int, default=300, help="sequential requests per target (p50/p99)")
+    ap.add_argument("--requests", type=int, default=400, help="sequential requests per target (p50/p99)")
+    ap.add_argument("--rounds", type=int, default=8, help="the sequential requests come in this many turns")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each concurrent run")
     ap.add_argument("--clients", type=int, default=8, help="concurrent clients (threads)")
     ap.add_argument("--workdir", default=None, help="keep the store here and reuse it (default: a temp dir)")
@@ -293,9 +312,12 @@ def main() -> None:
     root.mkdir(parents=True, exist_ok=True)
     rows: dict[str, dict[str, float]] = {}
 
-    def run(name: str, make: Client) -> None:
-        rows[name] = r = measure(make, args.requests, args.seconds, args.clients)
-        print(f"  {name}: p50 {r['p50']:.2f} ms, {r['rps']:.1f} req/s", flush=True)
+    def run(targets: dict[str, Client]) -> None:
+        """Sequential latencies with the targets taking turns, then each target's concurrent run."""
+        lat = sequential(targets, args.requests, args.rounds)
+        for name, make in targets.items():
+            rows[name] = r = {**summary(lat[name]), **concurrent(make, args.seconds, args.clients)}
+            print(f"  {name}: p50 {r['p50']:.2f} ms, {r['rps']:.1f} req/s", flush=True)
 
     try:
         store = open_or_build(root, args.points, dim, model_id, collection)
@@ -306,8 +328,8 @@ def main() -> None:
             torch.set_num_threads(1)  # as the TextEncoder replica
             encoder = Encoder.load(args.model, "cpu")
             vectors = dict(zip(CAPTIONS, encoder.encode_texts(CAPTIONS)))
-            run("text encode", in_process(lambda t: encoder.encode_texts([t])))
-            run("store query", in_process(lambda t: store.search(collection, vectors[t], LIMIT)))
+            run({"text encode": in_process(lambda t: encoder.encode_texts([t])),
+                 "store query": in_process(lambda t: store.search(collection, vectors[t], LIMIT))})
             del encoder
         finally:
             store.close()  # the service's SearcherDeployment opens it next
@@ -329,13 +351,13 @@ def main() -> None:
             print(f"serve: photoseek + bare apps up in {time.perf_counter() - t0:.1f} s at {running.http_url} "
                   f"(gRPC {running.grpc_target})")
             url, target = running.http_url, running.grpc_target
-            run("bare Serve HTTP", http_client(f"{url}/bare/v1/search", False))
-            run("bare HTTP + body", http_client(f"{url}/bare/v1/search-body", False))
-            run("bare HTTP GET", http_client(f"{url}/bare/v1/search", False, get=True))
-            run("bare Serve gRPC", grpc_client(target, "bare", False))
-            run("text query HTTP", http_client(f"{url}/v1/search", True))
-            run("text query GET", http_client(f"{url}/v1/search", True, get=True))
-            run("text query gRPC", grpc_client(target, "photoseek", True))
+            run({"bare Serve HTTP": http_client(f"{url}/bare/v1/search", False),
+                 "bare HTTP + body": http_client(f"{url}/bare/v1/search-body", False),
+                 "bare HTTP GET": http_client(f"{url}/bare/v1/search", False, get=True),
+                 "bare Serve gRPC": grpc_client(target, "bare", False),
+                 "text query HTTP": http_client(f"{url}/v1/search", True),
+                 "text query GET": http_client(f"{url}/v1/search", True, get=True),
+                 "text query gRPC": grpc_client(target, "photoseek", True)})
         finally:
             try:
                 stop(running)
@@ -346,7 +368,7 @@ def main() -> None:
             shutil.rmtree(root, ignore_errors=True)
 
     print(f"\n{args.points:,} points, {args.topology} topology, limit {LIMIT}; p50/p99 over {args.requests} "
-          f"sequential requests, req/s with "
+          f"sequential requests (targets taking turns, {args.rounds} rounds), req/s with "
           f"{args.clients} clients for {args.seconds:g} s each")
     print(f"{'target':18s} {'p50 ms':>7s} {'p99 ms':>7s} {'req/s':>8s} {'conc p50':>8s}  notes")
     notes = {"text query HTTP": "POST /v1/search (JSON body)", "text query GET": "GET /v1/search?text=...",

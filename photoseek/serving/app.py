@@ -9,8 +9,8 @@ Split topology (the default with a Qdrant server; scales each part on its own, e
 
 Fused topology (the default with the embedded store, which has one owner anyway): the Ingress holds the
 same three parts in its own process, batching overlapping text queries with @serve.batch (a lone query
-skips the batch queue). A query then makes no
-call between deployments; each such call costs about 5 ms on a 2-core machine, more than the search itself.
+skips the batch queue). A query then makes no call between deployments; each such call costs about 5 ms on
+a 2-core machine, more than the search itself.
 
 `build_app(args)` is the application builder: `photoseek serve` calls it, and a Serve config file can name
 `photoseek.serving.app:build_app` with the same args (see deploy/).
