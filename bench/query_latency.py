@@ -5,7 +5,8 @@ queries; a bare Serve app on the same proxies answers a constant; the store alon
 vectors in-process. Per target: p50/p99 of --requests sequential requests (the targets take turns, in --rounds
 rounds, so that the machine's drift is shared), and requests/s with --clients concurrent clients (threads,
 each its own keep-alive HTTP client or gRPC channel) for --seconds. The bare app runs its handlers on the
-replica's own event loop, as the service's ingress does (SAME_LOOP_ENV). The text encoder's own cost (one query, in-process, 1 torch thread as in the TextEncoder replica) is shown beside.
+replica's own event loop, as the service's ingress does (SAME_LOOP_ENV). The text encoder's own cost (one
+query, in-process, traced, 1 torch thread, as in the replicas) is shown beside.
 
     python bench/query_latency.py [--points 100000] [--model /work/runs-final/clip-resnet] [--workdir DIR] [--json]
     python bench/query_latency.py --points 2000 --requests 50 --seconds 2          # smoke test
@@ -327,6 +328,7 @@ def main() -> None:
                   f"{info.segments_count} segments; model {model_id}, {dim}-d")
             torch.set_num_threads(1)  # as the TextEncoder replica
             encoder = Encoder.load(args.model, "cpu")
+            encoder.trace_text()  # as the replicas do
             vectors = dict(zip(CAPTIONS, encoder.encode_texts(CAPTIONS)))
             run({"text encode": in_process(lambda t: encoder.encode_texts([t])),
                  "store query": in_process(lambda t: store.search(collection, vectors[t], LIMIT))})
@@ -377,7 +379,7 @@ def main() -> None:
              "bare HTTP + body": "the same, reading the POST body first",
              "bare HTTP GET": "FastAPI GET, constant JSON", "bare Serve gRPC": "constant SearchReply",
              "store query": "EdgeStore.search, in-process, precomputed vector",
-             "text encode": "Encoder.encode_texts, 1 text, in-process, 1 torch thread (info)"}
+             "text encode": "Encoder.encode_texts, 1 text, in-process, traced, 1 torch thread (info)"}
     for name in notes:
         r = rows[name]
         err = f"; {r['errors']} errors" if r["errors"] else ""

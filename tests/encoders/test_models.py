@@ -160,3 +160,40 @@ def test_encode_texts_trims_padding_without_changing_vectors(name: str) -> None:
     with torch.inference_mode():
         expected = model.encode_text(full).float().numpy()
     np.testing.assert_allclose(encoder.encode_texts(texts), expected, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tiny", "trial1-bow", "trial3-bilstm-cnn", "clip-resnet"])
+def test_traced_text_path_gives_the_eager_vectors(name: str) -> None:
+    """Every text tower traces, and the trace matches eager on batches and lengths it was not traced with."""
+    torch.manual_seed(0)
+    model = JointModel(get_preset(name), len(_vocab())).eval()
+    eager = Encoder(model, _vocab(), {"model_id": name})
+    traced = Encoder(model, _vocab(), {"model_id": name})
+    assert traced.trace_text()
+    for texts in (["star"], CAPTIONS, CAPTIONS[:2] * 20, ["a red circle " * 40, "one"]):
+        np.testing.assert_allclose(traced.encode_texts(texts), eager.encode_texts(texts), atol=1e-5)
+
+
+def test_a_trace_that_differs_from_eager_is_not_used(caplog) -> None:
+    """A text path with Python control flow on the batch (a trace freezes one branch) stays eager."""
+    torch.manual_seed(0)
+    model = JointModel(get_preset("tiny"), len(_vocab())).eval()
+    plain = model.encode_text
+
+    def branching(ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, D); flips the sign for some batch sizes
+        out = plain(ids)
+        return -out if ids.shape[0] == 3 else out
+
+    model.encode_text = branching
+    encoder = Encoder(model, _vocab(), {"model_id": "tiny"})
+    with caplog.at_level("WARNING"):
+        assert not encoder.trace_text()
+    assert "differs from eager" in caplog.text
+    np.testing.assert_allclose(encoder.encode_texts(CAPTIONS[:2]), plain_vectors(plain, CAPTIONS[:2]), atol=1e-5)
+
+
+def plain_vectors(encode_text, texts: list[str]) -> np.ndarray:
+    from photoseek.encoders.tokenizer import Tokenizer
+
+    with torch.inference_mode():
+        return encode_text(Tokenizer(_vocab(), get_preset("tiny").text.context_length)(texts)).float().numpy()
