@@ -53,7 +53,13 @@ def test_get_search_with_settings_in_the_url(http, photo_tree):
     assert more["kind"] == "id" and post["results"][0]["id"] not in [r["id"] for r in more["results"]]
     bad = http.get("/v1/search", params={"text": "x", "limit": "many"}, headers=AUTH)
     assert bad.status_code == 400 and "limit" in bad.json()["error"]
+    typo = http.get("/v1/search", params={"text": "x", "limt": "5"}, headers=AUTH)
+    assert typo.status_code == 400 and "unknown parameter 'limt'" in typo.json()["error"]
+    twice = http.get("/v1/search?text=x&limit=2&limit=3", headers=AUTH)
+    assert twice.status_code == 400 and "'limit' given more than once" in twice.json()["error"]
     assert http.get("/v1/search", params={"text": "x"}).status_code == 401
+    documented = http.get("/openapi.json").json()["paths"]["/v1/search"]["get"]["parameters"]
+    assert {"text", "id", "limit", "taken_after", "camera"} <= {p["name"] for p in documented}
 
 
 def test_image_upload_base64_and_multipart(http, photo_tree):
