@@ -110,22 +110,27 @@ class AppArgs:
         return DecodeLimits(self.max_pixels, self.max_upload_bytes, self.max_decode_seconds)
 
 
-def _device(gpu: bool) -> str:
-    return "cuda" if gpu else "cpu"
+def _query_encoder(model: str, gpu: bool, text: bool = True) -> Any:
+    """The model as every replica that embeds queries loads it: one torch thread (many small batches: more
+    threads cost more than they save), on a GPU when asked; for text, the text path as a frozen trace where
+    it matches eager (half the time a query)."""
+    import torch
+
+    from photoseek.encoders.encoder import Encoder
+
+    torch.set_num_threads(1)
+    encoder = Encoder.load(model, "cuda" if gpu else "cpu")
+    if text:
+        encoder.trace_text()
+    return encoder
 
 
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
 class TextEncoder:
     def __init__(self, model: str, gpu: bool = False) -> None:
-        import torch
-
-        from photoseek.encoders.encoder import Encoder
         from photoseek.serving.searcher import TextEmbedder
 
-        torch.set_num_threads(1)  # many small batches: more threads cost more than they save
-        encoder = Encoder.load(model, _device(gpu))
-        encoder.trace_text()  # a frozen trace of the text path where it matches eager: half the time a query
-        self.embed = TextEmbedder(encoder)
+        self.embed = TextEmbedder(_query_encoder(model, gpu))
 
     # No waiting for a batch to fill: a lone query goes at once, and queries that arrive while one batch runs
     # form the next (under load batches grow by themselves; a timeout would only add latency at low load).
@@ -138,13 +143,9 @@ class TextEncoder:
 @serve.deployment(ray_actor_options={"num_cpus": 0.25})
 class ImageEncoder:
     def __init__(self, model: str, limits: dict[str, Any], gpu: bool = False) -> None:
-        import torch
-
-        from photoseek.encoders.encoder import Encoder
         from photoseek.serving.searcher import ImageEmbedder
 
-        torch.set_num_threads(1)
-        self.embed = ImageEmbedder(Encoder.load(model, _device(gpu)), DecodeLimits(**limits))
+        self.embed = ImageEmbedder(_query_encoder(model, gpu, text=False), DecodeLimits(**limits))
 
     def __call__(self, data: bytes) -> Any:
         return refusing(lambda: self.embed([data])[0])
@@ -232,14 +233,7 @@ class Frontend:
         self._texts_waiting = 0  # text queries between arrival and their vector (fused graph)
         self._search_ended = 0.0  # perf_counter() when the last search ended
         if searcher is None:
-            import torch
-
-            from photoseek.encoders.encoder import Encoder
-
-            torch.set_num_threads(1)
-            encoder = Encoder.load(self.args.model, _device(self.args.gpu))
-            encoder.trace_text()  # as in TextEncoder
-            self.local = StoreOwner(args, encoder)
+            self.local = StoreOwner(args, _query_encoder(self.args.model, self.args.gpu))
 
     async def _text_vector(self, text: str) -> np.ndarray:
         """The vector of a text query (fused graph): alone at once, or in one @serve.batch pass with others.
