@@ -51,12 +51,13 @@ def probe_ids(vocab_size: int, context: int, device: torch.device, seed: int = 0
 def trace_text(model: nn.Module, vocab_size: int, context: int, device: torch.device) -> Callable | None:
     """A frozen trace of model.encode_text that matches eager on every probe batch; None when it cannot be had."""
     probes = probe_ids(vocab_size, context, device)
+    expected = [model.encode_text(ids) for ids in probes]
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # TracerWarnings: the probes below check what they warn about
             traced = torch.jit.freeze(torch.jit.trace(_TextPath(model).eval(), probes[2], check_trace=False))
         for _ in range(2):  # the first calls of a frozen module run its optimisation passes
-            worst = max(float((traced(ids) - model.encode_text(ids)).abs().max()) for ids in probes)
+            worst = max(float((traced(ids) - want).abs().max()) for ids, want in zip(probes, expected))
     except Exception as e:  # an untraceable tower: serve it eagerly
         log.warning("text path not traced (%s: %s); encoding eagerly", type(e).__name__, e)
         return None
