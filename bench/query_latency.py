@@ -286,7 +286,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--model", default="/work/runs-final/clip-resnet", help="a trained model directory")
-    ap.add_argument("--requests", type=int, default=400, help="sequential requests per target (p50/p99)")
+    ap.add_argument("--requests", type=int, default=600, help="sequential requests per target (p50/p99)")
     ap.add_argument("--rounds", type=int, default=8, help="the sequential requests come in this many turns")
     ap.add_argument("--seconds", type=float, default=10.0, help="duration of each concurrent run")
     ap.add_argument("--clients", type=int, default=8, help="concurrent clients (threads)")
