@@ -24,7 +24,8 @@ class Encoder:
         self.meta = meta
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self._encode_text = self.model.encode_text  # (b, t) ids -> (b, dim); trace_text() may swap it
+        self._encode_text = self.model.encode_text  # (b, t) ids -> (b, dim); trace_text()/fast_text() swap it
+        self.text_runtime = "eager"
 
     def trace_text(self) -> bool:
         """Encode texts through a frozen TorchScript trace of the text path (for serving: about half the
@@ -33,8 +34,19 @@ class Encoder:
 
         traced = trace_text(self.model, len(self.tokenizer.vocab), self.tokenizer.context_length, self.device)
         if traced is not None:
-            self._encode_text = traced
+            self._encode_text, self.text_runtime = traced, "trace"
         return traced is not None
+
+    def fast_text(self, runtimes: tuple[str, ...] = ("onnx", "trace")) -> dict[str, float]:
+        """Encode texts with the fastest text path that reproduces the eager model: eager, a TorchScript trace
+        or ONNX Runtime (CPU), timed here on a one-query batch (for serving). Sets `text_runtime`; returns each
+        candidate's median ms a query."""
+        from photoseek.encoders.text_runtime import best_text_path
+
+        name, path, medians = best_text_path(self.model, len(self.tokenizer.vocab), self.tokenizer.context_length,
+                                             self.device, runtimes)
+        self._encode_text, self.text_runtime = path, name
+        return medians
 
     @classmethod
     def load(cls, model_dir: str | Path, device: str | None = None) -> "Encoder":
