@@ -86,7 +86,7 @@ class SearchQuery:
 
     def with_vector(self, vector: np.ndarray) -> "SearchQuery":
         """The same query with its text or image already embedded (what the searcher receives)."""
-        return replace(self, text=None, image=None, vector=tuple(float(x) for x in np.asarray(vector).ravel()),
+        return replace(self, text=None, image=None, vector=tuple(np.asarray(vector, np.float32).ravel().tolist()),
                        embedded_from=self.kind)
 
 
