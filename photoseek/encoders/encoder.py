@@ -25,6 +25,7 @@ class Encoder:
         self.device = torch.device(device)
         self.batch_size = batch_size
         self._encode_text = self.model.encode_text  # (b, t) ids -> (b, dim); trace_text()/fast_text() swap it
+        self._text_numpy = None  # or the same on numpy arrays, for a path that needs no torch (ONNX Runtime)
         self.text_runtime = "eager"
 
     def trace_text(self) -> bool:
@@ -34,7 +35,7 @@ class Encoder:
 
         traced = trace_text(self.model, len(self.tokenizer.vocab), self.tokenizer.context_length, self.device)
         if traced is not None:
-            self._encode_text, self.text_runtime = traced, "trace"
+            self._encode_text, self._text_numpy, self.text_runtime = traced, None, "trace"
         return traced is not None
 
     def fast_text(self, runtimes: tuple[str, ...] = ("onnx", "trace")) -> dict[str, float]:
@@ -46,6 +47,7 @@ class Encoder:
         name, path, medians = best_text_path(self.model, len(self.tokenizer.vocab), self.tokenizer.context_length,
                                              self.device, runtimes)
         self._encode_text, self.text_runtime = path, name
+        self._text_numpy = getattr(path, "run", None)  # ONNX Runtime takes and gives numpy: no torch per query
         return medians
 
     @classmethod
@@ -91,14 +93,14 @@ class Encoder:
             out.append(self.model.encode_image(x).float().cpu())
         return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
 
-    @torch.inference_mode()
     def encode_texts(self, texts: list[str]) -> np.ndarray:
         """Captions or queries -> (B, dim)."""
-        out = []
-        for i in range(0, len(texts), self.batch_size):
-            ids = self.tokenizer(list(texts[i : i + self.batch_size]))  # (b, T), padded at the end
-            # Every text tower masks padding (mean over real tokens; the BiLSTM packs), so trailing columns
-            # of padding change nothing: drop them. A 4-word query then costs 4 positions, not T.
-            ids = ids[:, : max(1, int((ids != 0).sum(1).max()))].to(self.device)  # (b, t <= T)
-            out.append(self._encode_text(ids).float().cpu())
-        return torch.cat(out).numpy() if out else np.zeros((0, self.dim), np.float32)
+        out = [self._text_batch(self.tokenizer.batch(list(texts[i : i + self.batch_size])))  # (b, t <= T)
+               for i in range(0, len(texts), self.batch_size)]
+        return np.concatenate(out) if out else np.zeros((0, self.dim), np.float32)
+
+    def _text_batch(self, ids: np.ndarray) -> np.ndarray:  # (b, t) -> (b, dim)
+        if self._text_numpy is not None:
+            return self._text_numpy(ids)
+        with torch.inference_mode():
+            return self._encode_text(torch.from_numpy(ids).to(self.device)).float().cpu().numpy()

@@ -72,8 +72,10 @@ class OnnxTextPath:
         self.size = len(model_bytes)
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, D)
-        out = self.session.run(None, {self.input: ids.cpu().numpy().astype(np.int64, copy=False)})[0]
-        return torch.from_numpy(out)
+        return torch.from_numpy(self.run(ids.cpu().numpy()))
+
+    def run(self, ids: np.ndarray) -> np.ndarray:  # (B, T) -> (B, D) float32
+        return self.session.run(None, {self.input: ids.astype(np.int64, copy=False)})[0]
 
 
 def export_onnx(model: nn.Module, example: torch.Tensor, context: int) -> bytes:

@@ -8,6 +8,7 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import torch
 
 PAD, UNK = "<pad>", "<unk>"
@@ -76,6 +77,17 @@ class Tokenizer:
         for i, text in enumerate(texts):
             ids = self.encode(text)
             out[i, : len(ids)] = torch.tensor(ids)
+        return out
+
+    def batch(self, texts: list[str]) -> np.ndarray:
+        """Queries to ids (B, t) int64, padded with 0 only up to the longest text (1 <= t <= context_length).
+
+        Every text tower masks padding (mean over real tokens; the BiLSTM packs), so columns of padding
+        change nothing: a 4-word query costs 4 positions, not context_length (what the encoder runs)."""
+        rows = [self.encode(text) for text in texts]
+        out = np.zeros((len(rows), max((len(r) for r in rows), default=1)), dtype=np.int64)
+        for i, ids in enumerate(rows):
+            out[i, : len(ids)] = ids
         return out
 
     def decode(self, ids: torch.Tensor | list[int]) -> str:
