@@ -2,8 +2,8 @@
 reproduces the eager model.
 
 A search embeds one short query at a time, where per-operator overhead, not arithmetic, sets the cost: on
-one CPU thread the clip-resnet text tower takes 0.63 ms eager, 0.39 ms traced and 0.25 ms in ONNX Runtime
-(bench/query_latency.py's "text encode" row). Each candidate is kept only when it matches eager on the probe
+one CPU thread the clip-resnet text tower takes about 0.6 ms eager, 0.3 ms traced and 0.2 ms in ONNX Runtime
+(bench/query_latency.py's "text encode" row is the last, tokenising included). Each candidate is kept only when it matches eager on the probe
 batches (trace.py: 1 to 33 texts, 1 token to the full context, padded); the survivors are then timed on a
 one-query batch, alternating, and the fastest serves. A tower that does not export (the BiLSTM's packed
 sequences) or a runtime that is not installed simply drops out, with a log line.
@@ -37,7 +37,8 @@ EXPORT_LOGGERS = ("onnx_ir", "onnxscript", "torch.onnx", "torch.export", "torch.
 
 @contextlib.contextmanager
 def _quiet_export():
-    """The exporter's progress lines (stdout), warnings and INFO logs of its graph passes stay out of our logs."""
+    """The exporter's progress lines (stdout), warnings and INFO logs of its graph passes stay out of our logs.
+    (stdout is process-wide: for the few seconds of an export at start-up, other threads' prints go too.)"""
     loggers = [logging.getLogger(name) for name in EXPORT_LOGGERS]
     levels = [lg.level for lg in loggers]
     try:
