@@ -93,6 +93,7 @@ class AppArgs:
     photo_roots: list[str] | None = None
     max_ongoing_requests: int = 32  # per ingress replica
     max_queued_requests: int = 64  # beyond this, callers get 503 / RESOURCE_EXHAUSTED at once
+    request_timeout_s: float | None = 30.0  # the Serve proxies' (set there); requests may only shorten it
     ingress_replicas: int = 1
     text_replicas: int = 1
     gpu: bool = False
@@ -270,7 +271,7 @@ class Frontend:
 
         a = self.args
         return build_http_app(self, HttpSettings(a.max_upload_bytes, tuple(a.key_digests), a.link_secret,
-                                                 a.admin_digest), self.metrics)
+                                                 a.admin_digest, a.request_timeout_s), self.metrics)
 
     # --- the backend the HTTP app and the gRPC methods share -------------------------------------
     async def search(self, query: SearchQuery) -> Any:

@@ -3,6 +3,11 @@
 The Serve ingress builds it with itself as the backend; nothing here knows about Ray. Limits are enforced in
 this order: body size (413, from Content-Length or while the body streams in, before any parsing), API key
 (401), request shape (400), then the backend (404 for an unknown id, 503 when Serve sheds load).
+
+Serve's HTTP proxy lets a request set its own timeout (`x-request-timeout-seconds`; 0 or less turns it off)
+and stop the proxy from cancelling it when its client goes (`x-request-disconnect-disabled`). Both would let
+any caller hold a replica past the service's request timeout, so the app refuses such requests at once
+(400): a timeout header may only shorten the service's own.
 """
 
 from __future__ import annotations
@@ -27,6 +32,8 @@ STATIC = Path(__file__).parent / "static"
 OPEN_PATHS = ("/", "/healthz", "/docs", "/openapi.json", "/favicon.ico")
 FORM_OVERHEAD = 64 * 1024  # multipart boundaries and small fields beside the file
 ADMIN_HEADER = "x-photoseek-admin"
+TIMEOUT_HEADER = b"x-request-timeout-seconds"  # read by Serve's proxy before the app sees the request
+NO_DISCONNECT_HEADER = b"x-request-disconnect-disabled"
 
 
 class Backend(Protocol):
@@ -45,6 +52,7 @@ class HttpSettings:
     key_digests: tuple[str, ...] = ()  # SHA-256 of the API keys; empty: keys off (loopback only)
     link_secret: str | None = None  # signs thumbnail links; shared by all replicas
     admin_digest: str | None = None  # SHA-256 of the token that lets `photoseek index` write through us
+    request_timeout_s: float | None = 30.0  # the proxy's; a request's own timeout header may only be shorter
 
     @property
     def max_body_bytes(self) -> int:
@@ -212,7 +220,7 @@ def build_http_app(backend: Backend, settings: HttpSettings, metrics: Metrics | 
         return {"result": await backend.store_call(body["op"], body.get("args") or {})}
 
     app.add_middleware(Guard, keys=keys, metrics=metrics, limit=settings.max_body_bytes,
-                       upload_limit=settings.max_upload_bytes)
+                       upload_limit=settings.max_upload_bytes, timeout_s=settings.request_timeout_s)
     return app
 
 
@@ -249,16 +257,18 @@ def _thumbnail_link_ok(path: str, query_string: bytes, keys: KeyCheck) -> bool:
 
 class Guard:
     """Plain ASGI middleware in front of every route (cheaper than Starlette's BaseHTTPMiddleware), in order:
-    the body limit (413 before the app parses anything), the API key (401), then the app; every answer is
-    counted in the metrics by route and status.
+    the body limit (413 before the app parses anything), Serve's per-request timeout headers (400 unless they
+    only shorten the timeout), the API key (401), then the app; every answer is counted in the metrics by
+    route and status.
 
     A declared Content-Length is checked at once; a chunked body is read (at most `limit` bytes are held) and
     replayed to the app only when it ended under the limit.
     """
 
-    def __init__(self, app: Any, keys: KeyCheck, metrics: Metrics, limit: int, upload_limit: int) -> None:
+    def __init__(self, app: Any, keys: KeyCheck, metrics: Metrics, limit: int, upload_limit: int,
+                 timeout_s: float | None = None) -> None:
         self.app, self.keys, self.metrics = app, keys, metrics
-        self.limit, self.upload_limit = limit, upload_limit
+        self.limit, self.upload_limit, self.timeout_s = limit, upload_limit, timeout_s
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -287,6 +297,9 @@ class Guard:
                 receive = await self._buffered(receive)
                 if receive is None:
                     return await self._too_large(scope, receive, send)
+        refusal = self._timeout_refusal(headers)
+        if refusal:
+            return await _error(400, refusal)(scope, receive, send)
         path = scope["path"]
         if self.keys.enabled and path not in OPEN_PATHS and not path.startswith("/v1/admin/") \
                 and not _thumbnail_link_ok(path, scope.get("query_string", b""), self.keys):
@@ -295,6 +308,23 @@ class Guard:
             except AuthError as e:
                 return await _error(401, str(e), {"WWW-Authenticate": "Bearer"})(scope, receive, send)
         await self.app(scope, receive, send)
+
+    def _timeout_refusal(self, headers: dict[bytes, bytes]) -> str | None:
+        """Why Serve's per-request timeout headers may not stand (see the module docstring), or None."""
+        if NO_DISCONNECT_HEADER in headers:
+            return f"{NO_DISCONNECT_HEADER.decode()} is not accepted: requests whose client has gone are cancelled"
+        value = headers.get(TIMEOUT_HEADER)
+        if value is None:
+            return None
+        try:
+            seconds = float(value)
+        except ValueError:
+            seconds = float("nan")
+        if not (seconds > 0 and (self.timeout_s is None or seconds <= self.timeout_s)):
+            limit = f"(0, {self.timeout_s:g}]" if self.timeout_s is not None else "above 0"
+            return f"{TIMEOUT_HEADER.decode()} must be a number of seconds in {limit}: it may only shorten " \
+                   f"this service's request timeout, not lift it"
+        return None
 
     async def _buffered(self, receive: Any) -> Any:
         """Read a body without Content-Length up to the limit; a replaying receive, or None when over it."""

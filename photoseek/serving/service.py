@@ -76,6 +76,7 @@ def app_args(req: ServeRequest, admin_token: str) -> AppArgs:
                    max_upload_bytes=req.max_upload_bytes, max_pixels=req.max_pixels,
                    photo_roots=[str(Path(r).resolve()) for r in req.photo_roots] or None,
                    max_ongoing_requests=req.max_ongoing_requests, max_queued_requests=req.max_queued_requests,
+                   request_timeout_s=req.request_timeout_s,
                    ingress_replicas=req.ingress_replicas, text_replicas=req.text_replicas, gpu=req.gpu,
                    topology=req.topology)
 

@@ -249,6 +249,28 @@ def test_overload_is_refused_quickly_not_queued(service, tiny_model_dir, tmp_pat
         serve.delete("overload")
 
 
+@pytest.mark.parametrize("headers", [{"x-request-timeout-seconds": "0"}, {"x-request-timeout-seconds": "-1"},
+                                     {"x-request-timeout-seconds": "3600"}, {"x-request-timeout-seconds": "soon"},
+                                     {"x-request-disconnect-disabled": "?1"}])
+def test_a_request_cannot_lift_the_request_timeout(http, headers):
+    """Serve's proxy honours these headers (0 turns the timeout off); the app refuses them at once, so no
+    caller holds a replica past the service's timeout (20 s here)."""
+    r = http.post("/v1/search", json={"text": "a red circle"}, headers={**AUTH, **headers})
+    assert r.status_code == 400
+    assert next(iter(headers)) in r.json()["error"]
+    assert http.get("/v1/search", params={"text": "x"}, headers={**AUTH, **headers}).status_code == 400
+
+
+def test_a_request_may_shorten_the_timeout_and_the_timeout_reaches_serve(http):
+    from ray.serve.context import _get_global_client
+
+    r = http.post("/v1/search", json={"text": "a red circle"}, headers={**AUTH, "x-request-timeout-seconds": "5"})
+    assert r.status_code == 200, r.text
+    details = _get_global_client().get_serve_details()  # what the proxies were started with
+    assert details["http_options"]["request_timeout_s"] == 20
+    assert details["grpc_options"]["request_timeout_s"] == 20
+
+
 def test_page_is_served(http):
     page = http.get("/")
     assert page.status_code == 200 and "text/html" in page.headers["content-type"]
