@@ -119,13 +119,16 @@ def onnx_text_path(model: nn.Module, vocab_size: int, context: int, device: torc
 def fastest(candidates: dict[str, TextPath], example: torch.Tensor, calls: int = TIMING_CALLS) -> tuple[str, dict]:
     """The candidate with the lowest median time on `example`, timed in turns; and every median in ms."""
     times: dict[str, list[float]] = {name: [] for name in candidates}
+    sync = torch.cuda.synchronize if example.is_cuda else (lambda: None)  # GPU kernels return before they end
     with torch.inference_mode():
         for path in candidates.values():  # first calls run one-off work (allocations, graph passes)
             path(example)
         for _ in range(calls):
             for name, path in candidates.items():
+                sync()
                 t0 = time.perf_counter()
                 path(example)
+                sync()
                 times[name].append(time.perf_counter() - t0)
     medians = {name: round(statistics.median(t) * 1000, 4) for name, t in times.items()}
     return min(medians, key=medians.__getitem__), medians
