@@ -3,10 +3,11 @@ reproduces the eager model.
 
 A search embeds one short query at a time, where per-operator overhead, not arithmetic, sets the cost: on
 one CPU thread the clip-resnet text tower takes about 0.6 ms eager, 0.3 ms traced and 0.2 ms in ONNX Runtime
-(bench/query_latency.py's "text encode" row is the last, tokenising included). Each candidate is kept only when it matches eager on the probe
-batches (trace.py: 1 to 33 texts, 1 token to the full context, padded); the survivors are then timed on a
-one-query batch, alternating, and the fastest serves. A tower that does not export (the BiLSTM's packed
-sequences) or a runtime that is not installed simply drops out, with a log line.
+(bench/query_latency.py's "text encode" row is the last, tokenising included). Each candidate is kept only
+when it matches eager on the probe batches (trace.py: 1 to 33 texts, 1 token to the full context, padded);
+the survivors are then timed on a one-query batch, alternating, and the fastest serves. A tower that does
+not export (the BiLSTM's packed sequences) or a runtime that is not installed simply drops out, with a log
+line.
 
 ONNX Runtime runs on the CPU only here; on a GPU the candidates are eager and the trace.
 """
@@ -26,7 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from photoseek.encoders.trace import TOLERANCE, _TextPath, probe_ids, trace_text
+from photoseek.encoders.trace import TOLERANCE, _TextPath, probe_ids, trace_text, worst_difference
 
 log = logging.getLogger(__name__)
 
@@ -70,7 +71,6 @@ class OnnxTextPath:
         options.log_severity_level = 3  # errors only
         self.session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
         self.input = self.session.get_inputs()[0].name
-        self.size = len(model_bytes)
 
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:  # (B, T) -> (B, D)
         return torch.from_numpy(self.run(ids.cpu().numpy()))
@@ -86,10 +86,6 @@ def export_onnx(model: nn.Module, example: torch.Tensor, context: int) -> bytes:
         program = torch.onnx.export(_TextPath(model).eval(), (example,), input_names=["ids"], output_names=["vector"],
                                     dynamic_shapes=dims, dynamo=True, verbose=False, report=False)
     return program.model_proto.SerializeToString()
-
-
-def worst_difference(path: TextPath, probes: list[torch.Tensor], expected: list[torch.Tensor]) -> float:
-    return max(float((path(ids).float().cpu() - want.float().cpu()).abs().max()) for ids, want in zip(probes, expected))
 
 
 def onnx_text_path(model: nn.Module, vocab_size: int, context: int, device: torch.device) -> OnnxTextPath | None:
@@ -108,7 +104,8 @@ def onnx_text_path(model: nn.Module, vocab_size: int, context: int, device: torc
         path = OnnxTextPath(export_onnx(model, probes[2], context), torch.get_num_threads())  # (3, T): B, T vary
         worst = worst_difference(path, probes, expected)
     except Exception as e:  # a tower torch.export cannot capture (data-dependent shapes, packed sequences)
-        log.info("text path not exported to ONNX (%s: %s); it stays in PyTorch", type(e).__name__, _first_line(e.__cause__ or e))
+        log.info("text path not exported to ONNX (%s: %s); it stays in PyTorch", type(e).__name__,
+                 _first_line(e.__cause__ or e))
         return None
     if worst > TOLERANCE:
         log.warning("text path in ONNX Runtime differs from eager by %.2g on probe batches; not used", worst)

@@ -73,10 +73,9 @@ class Tokenizer:
         return ids or [unk]  # an empty caption still yields one token so pooling is defined
 
     def __call__(self, texts: list[str]) -> torch.Tensor:
-        out = torch.zeros(len(texts), self.context_length, dtype=torch.long)  # (B, T)
-        for i, text in enumerate(texts):
-            ids = self.encode(text)
-            out[i, : len(ids)] = torch.tensor(ids)
+        ids = self.batch(texts)  # (B, t <= T)
+        out = torch.zeros(len(ids), self.context_length, dtype=torch.long)  # (B, T)
+        out[:, : ids.shape[1]] = torch.from_numpy(ids)
         return out
 
     def batch(self, texts: list[str]) -> np.ndarray:

@@ -47,6 +47,11 @@ def probe_ids(vocab_size: int, context: int, device: torch.device, seed: int = 0
     return out
 
 
+def worst_difference(path: Callable, probes: list[torch.Tensor], expected: list[torch.Tensor]) -> float:
+    """The largest difference between `path`'s vectors and eager's on the probe batches."""
+    return max(float((path(ids).float().cpu() - want.float().cpu()).abs().max()) for ids, want in zip(probes, expected))
+
+
 @torch.inference_mode()
 def trace_text(model: nn.Module, vocab_size: int, context: int, device: torch.device) -> Callable | None:
     """A frozen trace of model.encode_text that matches eager on every probe batch; None when it cannot be had."""
@@ -57,7 +62,7 @@ def trace_text(model: nn.Module, vocab_size: int, context: int, device: torch.de
             warnings.simplefilter("ignore")  # TracerWarnings: the probes below check what they warn about
             traced = torch.jit.freeze(torch.jit.trace(_TextPath(model).eval(), probes[2], check_trace=False))
         for _ in range(2):  # the first calls of a frozen module run its optimisation passes
-            worst = max(float((traced(ids) - want).abs().max()) for ids, want in zip(probes, expected))
+            worst = worst_difference(traced, probes, expected)
     except Exception as e:  # an untraceable tower: serve it eagerly
         log.warning("text path not traced (%s: %s); encoding eagerly", type(e).__name__, e)
         return None
